@@ -1,0 +1,86 @@
+//! The command line: clap definitions and the dispatch from a parsed command to its
+//! implementation in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+const EXAMPLES: &str = "\
+Examples:
+  deployer up --yes                 bring the stack up on the local emulator (the default)
+  deployer plan --env aws           show what `up` would change in the aws environment
+  deployer status --output json     stack status, outputs, code hashes, endpoint state
+  deployer render --out /tmp/cfn    write the rendered templates for review
+  deployer down --yes               tear everything down and audit that nothing is left";
+
+/// Deploys and tears down the waste-classifier MLOps stack.
+#[derive(Debug, Parser)]
+#[command(name = "deployer", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Environment from deployer.toml (default: local).
+    #[arg(long, short, global = true, env = "DEPLOYER_ENV")]
+    pub env: Option<String>,
+    /// Path of deployer.toml (default: found from the working directory upwards).
+    #[arg(long, global = true, env = "DEPLOYER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// AWS region, overriding the environment's setting.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile, overriding the environment's setting.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// How data is printed on stdout; logs always go to stderr.
+    #[arg(long, short, global = true, value_enum, default_value_t = Format::Table, env = "DEPLOYER_OUTPUT")]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the rendered CloudFormation templates (and the values they were rendered with).
+    #[command(after_help = "Example:\n  deployer render --out /tmp/cfn && cfn-lint /tmp/cfn/*.yaml")]
+    Render {
+        /// Directory to write into (default: .deployer/<env>/rendered).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not build the handlers; use the code hashes recorded by the last `up`.
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Show what `up` would change: exit 0 when nothing, 2 when there are changes, 1 on error.
+    #[command(after_help = "Example:\n  deployer plan --env aws || echo \"changes pending\"")]
+    Plan,
+    /// Build, upload and deploy everything; prints the stack outputs.
+    #[command(after_help = "Example:\n  deployer up --yes")]
+    Up {
+        /// Do not ask for confirmation (needed for non-interactive use on AWS).
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Remove everything, then audit every service for leftovers; exit 1 if anything billable is left.
+    #[command(after_help = "Example:\n  deployer down --yes --output json")]
+    Down {
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Stack status, outputs, each function's deployed code hash and the endpoint's state.
+    #[command(after_help = "Example:\n  deployer status --output json")]
+    Status,
+    /// The local emulator of a local environment.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Is the emulator running, and where.
+    Status,
+    /// Print the emulator's log.
+    Logs,
+    /// Stop the emulator (its in-memory state is lost).
+    Stop,
+}

@@ -1,0 +1,17 @@
+//! The deployer: renders the CloudFormation templates in `stacks/`, builds and packages the
+//! Lambda handlers in `functions/`, deploys both stacks through change sets, and tears everything
+//! down with an audit of every service. `main.rs` only parses the command line and maps errors to
+//! exit codes; everything else lives in these modules.
+
+pub mod audit;
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod emulator;
+pub mod http;
+pub mod output;
+pub mod package;
+pub mod render;
+pub mod stack;
+pub mod state;

@@ -1,0 +1,356 @@
+//! Builds the Lambda handlers in `functions/` with cargo-lambda and packages each as a
+//! deterministic zip named by its content hash.
+//!
+//! A function is a crate under `functions/` with a `[package.metadata.deployer]` table. The zip
+//! holds one entry, `bootstrap`, with a fixed timestamp and mode, so an unchanged binary gives a
+//! byte-identical zip and the same key `functions/<name>/<sha256>.zip`: unchanged code is never
+//! uploaded twice, and Lambda's CodeSha256 (base64 of the same SHA-256) can be compared directly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Architecture, Environment};
+use crate::render::FunctionContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("no Lambda functions found under {dir}: a function is a crate with a [package.metadata.deployer] table")]
+    NoFunctions { dir: String },
+    #[error("unknown function '{name}'; known functions: {known}")]
+    UnknownFunction { name: String, known: String },
+    #[error("cargo-lambda not found (looked for {looked}); run `./dev setup` to install cargo-lambda 1.9.2 into .venv, or set DEPLOYER_CARGO_LAMBDA")]
+    CargoLambdaMissing { looked: String },
+    #[error("failed to build the handlers: cargo lambda build exited with {status}; the compiler output above names the error")]
+    BuildFailed { status: String },
+    #[error("cargo lambda build finished but {path} is missing; check the crate's [[bin]] name")]
+    MissingBinary { path: String },
+    #[error("failed to write package {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A function crate's deployment settings.
+#[derive(Debug, Clone, Deserialize)]
+struct Metadata {
+    #[serde(default = "default_memory")]
+    memory_mb: u32,
+    #[serde(default = "default_timeout")]
+    timeout_s: u32,
+    dlq_reason: String,
+}
+fn default_memory() -> u32 {
+    256
+}
+fn default_timeout() -> u32 {
+    29
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    package: Package,
+}
+#[derive(Debug, Deserialize)]
+struct Package {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    metadata: Option<PackageMetadata>,
+}
+#[derive(Debug, Deserialize)]
+struct PackageMetadata {
+    deployer: Option<Metadata>,
+}
+
+/// A function found in `functions/`.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Crate and binary name.
+    pub crate_name: String,
+    /// Name in resource names (`<app>-<env>-<name>`).
+    pub name: String,
+    pub description: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub dlq_reason: String,
+}
+
+/// A built package.
+#[derive(Debug, Clone)]
+pub struct BuiltPackage {
+    pub spec: FunctionSpec,
+    pub zip_path: PathBuf,
+    pub sha256_hex: String,
+    pub size: u64,
+}
+
+
+
+
+impl BuiltPackage {
+    pub fn key(&self) -> String {
+        code_key(&self.spec.name, &self.sha256_hex)
+    }
+    /// Lambda's CodeSha256 form: base64 of the raw digest.
+    pub fn code_sha256_b64(&self) -> String {
+        hex_to_b64(&self.sha256_hex)
+    }
+}
+
+pub fn code_key(name: &str, sha256_hex: &str) -> String {
+    format!("functions/{name}/{sha256_hex}.zip")
+}
+
+pub fn hex_to_b64(hex_digest: &str) -> String {
+    hex::decode(hex_digest)
+        .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+        .unwrap_or_default()
+}
+
+pub fn b64_to_hex(b64: &str) -> Option<String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .map(hex::encode)
+}
+
+/// Lists the function crates under `<root>/functions`, sorted by name.
+pub fn discover(root: &Path) -> Result<Vec<FunctionSpec>, PackageError> {
+    let dir = root.join("functions");
+    let entries = std::fs::read_dir(&dir).map_err(|e| PackageError::Read {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let manifest_path = entry.path().join("Cargo.toml");
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| PackageError::Read {
+            path: manifest_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| PackageError::Read {
+            path: manifest_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let Some(meta) = manifest.package.metadata.and_then(|m| m.deployer) else {
+            continue; // a library crate such as functions/core
+        };
+        out.push(FunctionSpec {
+            name: manifest.package.name.replace('_', "-"),
+            description: manifest.package.description.unwrap_or_default(),
+            crate_name: manifest.package.name,
+            memory_mb: meta.memory_mb,
+            timeout_s: meta.timeout_s,
+            dlq_reason: meta.dlq_reason,
+        });
+    }
+    if out.is_empty() {
+        return Err(PackageError::NoFunctions {
+            dir: dir.display().to_string(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Keeps only the named functions (all when `names` is empty).
+pub fn select(specs: Vec<FunctionSpec>, names: &[String]) -> Result<Vec<FunctionSpec>, PackageError> {
+    if names.is_empty() {
+        return Ok(specs);
+    }
+    for n in names {
+        if !specs.iter().any(|s| &s.name == n || &s.crate_name == n) {
+            return Err(PackageError::UnknownFunction {
+                name: n.clone(),
+                known: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    Ok(specs
+        .into_iter()
+        .filter(|s| names.iter().any(|n| n == &s.name || n == &s.crate_name))
+        .collect())
+}
+
+/// `FooBar` + `Function` from `foo-bar`, a CloudFormation logical id.
+pub fn logical_id(name: &str) -> String {
+    let mut out = String::new();
+    for part in name.split(['-', '_']) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out + "Function"
+}
+
+/// The cargo-lambda executable: `$DEPLOYER_CARGO_LAMBDA`, the project venv's, or PATH's.
+fn cargo_lambda(root: &Path) -> Result<PathBuf, PackageError> {
+    if let Some(p) = std::env::var_os("DEPLOYER_CARGO_LAMBDA") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = root.join(".venv/bin/cargo-lambda");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("cargo-lambda"))
+            .find(|p| p.is_file())
+    });
+    on_path.ok_or_else(|| PackageError::CargoLambdaMissing {
+        looked: venv.display().to_string(),
+    })
+}
+
+/// Builds the functions with cargo-lambda (release, provided.al2023) and zips them.
+pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Vec<BuiltPackage>, PackageError> {
+    let root = &env.root;
+    let tool = cargo_lambda(root)?;
+    let arch = env.architecture;
+    // One output directory per architecture, so switching never mixes binaries.
+    let lambda_dir = root.join("target/lambda").join(arch.as_lambda());
+    let mut cmd = Command::new(&tool);
+    cmd.current_dir(root)
+        .args(["lambda", "build", "--release", "--quiet"])
+        .arg(match arch {
+            Architecture::X86_64 => "--x86-64",
+            Architecture::Arm64 => "--arm64",
+        })
+        .arg("--lambda-dir")
+        .arg(&lambda_dir);
+    for s in specs {
+        cmd.args(["--package", &s.crate_name]);
+    }
+    // cargo-lambda finds zig through the venv's python-zig.
+    let venv_bin = root.join(".venv/bin");
+    if let Some(path) = std::env::var_os("PATH") {
+        let mut paths = vec![venv_bin];
+        paths.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(paths) {
+            cmd.env("PATH", joined);
+        }
+    }
+    // Build output is for the user's terminal (stderr); stdout stays for data.
+    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+    let status = cmd.status().map_err(|_| PackageError::CargoLambdaMissing {
+        looked: tool.display().to_string(),
+    })?;
+    if !status.success() {
+        return Err(PackageError::BuildFailed {
+            status: status.to_string(),
+        });
+    }
+    let out_dir = env.state_dir.join("build");
+    std::fs::create_dir_all(&out_dir).map_err(|source| PackageError::Write {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
+    specs
+        .iter()
+        .map(|spec| {
+            let bin = lambda_dir.join(&spec.crate_name).join("bootstrap");
+            let bytes = std::fs::read(&bin).map_err(|_| PackageError::MissingBinary {
+                path: bin.display().to_string(),
+            })?;
+            let zip = deterministic_zip(&bytes).map_err(|source| PackageError::Write {
+                path: bin.display().to_string(),
+                source,
+            })?;
+            let sha256_hex = hex::encode(Sha256::digest(&zip));
+            let zip_path = out_dir.join(format!("{}.zip", spec.name));
+            std::fs::write(&zip_path, &zip).map_err(|source| PackageError::Write {
+                path: zip_path.display().to_string(),
+                source,
+            })?;
+            Ok(BuiltPackage {
+                spec: spec.clone(),
+                zip_path,
+                sha256_hex,
+                size: zip.len() as u64,
+            })
+        })
+        .collect()
+}
+
+/// A zip with one executable `bootstrap` entry and no varying metadata.
+pub fn deterministic_zip(bootstrap: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(6))
+            .last_modified_time(zip::DateTime::default())
+            .unix_permissions(0o755);
+        w.start_file("bootstrap", opts).map_err(std::io::Error::other)?;
+        w.write_all(bootstrap)?;
+        w.finish().map_err(std::io::Error::other)?;
+    }
+    Ok(buf.into_inner())
+}
+
+/// The template's view of a package.
+pub fn function_context(env: &Environment, p: &BuiltPackage) -> FunctionContext {
+    context_for(env, &p.spec, &p.sha256_hex)
+}
+
+/// The template's view of a function whose package hash is known.
+pub fn context_for(env: &Environment, spec: &FunctionSpec, sha256_hex: &str) -> FunctionContext {
+    FunctionContext {
+        name: spec.name.clone(),
+        logical_id: logical_id(&spec.name),
+        description: spec.description.clone(),
+        architecture: env.architecture.as_lambda().to_string(),
+        memory_mb: spec.memory_mb,
+        timeout_s: spec.timeout_s,
+        code_key: code_key(&spec.name, sha256_hex),
+        code_sha256: sha256_hex.to_string(),
+        dlq_reason: spec.dlq_reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zips_are_byte_identical_for_the_same_binary() {
+        let a = deterministic_zip(b"\x7fELF pretend").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let b = deterministic_zip(b"\x7fELF pretend").unwrap();
+        assert_eq!(a, b);
+        let c = deterministic_zip(b"\x7fELF other").unwrap();
+        assert_ne!(a, c);
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
+        let f = z.by_name("bootstrap").unwrap();
+        assert_eq!(f.unix_mode().unwrap() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn hashes_convert_between_lambda_and_hex_forms() {
+        let hex_digest = hex::encode(Sha256::digest(b"abc"));
+        let b64 = hex_to_b64(&hex_digest);
+        assert_eq!(b64, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
+        assert_eq!(b64_to_hex(&b64).unwrap(), hex_digest);
+    }
+
+    #[test]
+    fn logical_ids() {
+        assert_eq!(logical_id("api"), "ApiFunction");
+        assert_eq!(logical_id("on-dataset"), "OnDatasetFunction");
+    }
+}
