@@ -129,14 +129,13 @@ fn outcome(mut f: Finding, r: Result<(), String>) -> Finding {
 pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
     let mut deleted = 0;
     loop {
-        let page = c
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .max_keys(1000)
-            .send()
-            .await
-            .map_err(|e| describe_err(&e))?;
+        let page =
+            c.s3.list_object_versions()
+                .bucket(bucket)
+                .max_keys(1000)
+                .send()
+                .await
+                .map_err(|e| describe_err(&e))?;
         let mut ids = Vec::new();
         for v in page.versions() {
             if let Some(k) = v.key() {
@@ -150,13 +149,12 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
         }
         if ids.is_empty() {
             // An unversioned bucket lists its objects here too, but be sure.
-            let plain = c
-                .s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .send()
-                .await
-                .map_err(|e| describe_err(&e))?;
+            let plain =
+                c.s3.list_objects_v2()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| describe_err(&e))?;
             if plain.contents().is_empty() {
                 return Ok(deleted);
             }
@@ -182,14 +180,13 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
             .quiet(true)
             .build()
             .map_err(|e| e.to_string())?;
-        let out = c
-            .s3
-            .delete_objects()
-            .bucket(bucket)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(|e| describe_err(&e))?;
+        let out =
+            c.s3.delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| describe_err(&e))?;
         if let Some(err) = out.errors().first() {
             return Err(format!(
                 "{}: {}",
@@ -231,8 +228,7 @@ async fn s3(c: &Clients, scope: &Scope, remove: bool, rep: &Reporter) -> Vec<Fin
             if n > 0 {
                 rep.info(&format!("emptied bucket {name} ({n} object versions)"));
             }
-            c.s3
-                .delete_bucket()
+            c.s3.delete_bucket()
                 .bucket(name)
                 .send()
                 .await
@@ -282,7 +278,14 @@ async fn dynamodb(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         let f = Finding::new("dynamodb", "table", &name)
             .cost(gb(bytes) * DYNAMODB_GB_MONTH, "storage and backups");
         if remove {
-            let r = c.dynamodb.delete_table().table_name(&name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+            let r = c
+                .dynamodb
+                .delete_table()
+                .table_name(&name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
             out.push(outcome(f, r));
         } else {
             out.push(f);
@@ -297,9 +300,19 @@ async fn lambda(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     let mut names = Vec::new();
     let mut marker: Option<String> = None;
     loop {
-        match c.lambda.list_functions().set_marker(marker.clone()).send().await {
+        match c
+            .lambda
+            .list_functions()
+            .set_marker(marker.clone())
+            .send()
+            .await
+        {
             Ok(o) => {
-                names.extend(o.functions().iter().filter_map(|f| f.function_name().map(str::to_string)));
+                names.extend(
+                    o.functions()
+                        .iter()
+                        .filter_map(|f| f.function_name().map(str::to_string)),
+                );
                 marker = o.next_marker().map(str::to_string);
                 if marker.is_none() {
                     break;
@@ -312,7 +325,14 @@ async fn lambda(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     for name in names.into_iter().filter(|n| scope.owns(n)) {
         let f = Finding::new("lambda", "function", &name).cost(0.0, "billed per invocation");
         if remove {
-            let r = c.lambda.delete_function().function_name(&name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+            let r = c
+                .lambda
+                .delete_function()
+                .function_name(&name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
             out.push(outcome(f, r));
         } else {
             out.push(f);
@@ -360,7 +380,14 @@ async fn apigateway(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         let f = Finding::new("apigateway", "rest-api", format!("{name} ({id})"))
             .cost(0.0, "billed per request");
         if remove {
-            let r = c.apigateway.delete_rest_api().rest_api_id(&id).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+            let r = c
+                .apigateway
+                .delete_rest_api()
+                .rest_api_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
             out.push(outcome(f, r));
         } else {
             out.push(f);
@@ -372,7 +399,13 @@ async fn apigateway(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
 // ---------------------------------------------------------------- EventBridge
 
 async fn events(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
-    let rules = match c.events.list_rules().name_prefix(scope.prefix()).send().await {
+    let rules = match c
+        .events
+        .list_rules()
+        .name_prefix(scope.prefix())
+        .send()
+        .await
+    {
         Ok(o) => o
             .rules()
             .iter()
@@ -396,7 +429,11 @@ async fn events(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 .send()
                 .await
                 .map_err(|e| describe_err(&e))?;
-            let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_string()).collect();
+            let ids: Vec<String> = targets
+                .targets()
+                .iter()
+                .map(|t| t.id().to_string())
+                .collect();
             if !ids.is_empty() {
                 c.events
                     .remove_targets()
@@ -426,9 +463,19 @@ async fn sns(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     let mut arns = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        match c.sns.list_topics().set_next_token(token.clone()).send().await {
+        match c
+            .sns
+            .list_topics()
+            .set_next_token(token.clone())
+            .send()
+            .await
+        {
             Ok(o) => {
-                arns.extend(o.topics().iter().filter_map(|t| t.topic_arn().map(str::to_string)));
+                arns.extend(
+                    o.topics()
+                        .iter()
+                        .filter_map(|t| t.topic_arn().map(str::to_string)),
+                );
                 token = o.next_token().map(str::to_string);
                 if token.is_none() {
                     break;
@@ -445,7 +492,14 @@ async fn sns(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         }
         let f = Finding::new("sns", "topic", &arn).cost(0.0, "billed per message");
         if remove {
-            let r = c.sns.delete_topic().topic_arn(&arn).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+            let r = c
+                .sns
+                .delete_topic()
+                .topic_arn(&arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
             out.push(outcome(f, r));
         } else {
             out.push(f);
@@ -466,16 +520,31 @@ async fn logs(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     ];
     let mut out = Vec::new();
     for gp in &group_prefixes {
-        let groups = match c.logs.describe_log_groups().log_group_name_prefix(gp).send().await {
+        let groups = match c
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(gp)
+            .send()
+            .await
+        {
             Ok(o) => o.log_groups().to_vec(),
             Err(e) => return vec![unchecked("logs", describe_err(&e))],
         };
         for g in groups {
-            let Some(name) = g.log_group_name() else { continue };
+            let Some(name) = g.log_group_name() else {
+                continue;
+            };
             let f = Finding::new("logs", "log-group", name)
                 .cost(gb(g.stored_bytes().unwrap_or(0)) * LOGS_GB_MONTH, "storage");
             if remove {
-                let r = c.logs.delete_log_group().log_group_name(name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                let r = c
+                    .logs
+                    .delete_log_group()
+                    .log_group_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| describe_err(&e));
                 out.push(outcome(f, r));
             } else {
                 out.push(f);
@@ -493,7 +562,9 @@ async fn logs(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         .await
     {
         for s in o.log_streams() {
-            let Some(name) = s.log_stream_name() else { continue };
+            let Some(name) = s.log_stream_name() else {
+                continue;
+            };
             let f = Finding::new("logs", "log-stream", format!("{shared}/{name}"))
                 .cost(0.0, "storage (counted on the group)");
             if remove {
@@ -535,9 +606,17 @@ async fn sagemaker(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 if !scope.owns(name) {
                     continue;
                 }
-                let f = Finding::new("sagemaker", "training-job", name).cost(0.0, "billed per second while running");
+                let f = Finding::new("sagemaker", "training-job", name)
+                    .cost(0.0, "billed per second while running");
                 if remove {
-                    let r = c.sagemaker.stop_training_job().training_job_name(name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                    let r = c
+                        .sagemaker
+                        .stop_training_job()
+                        .training_job_name(name)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe_err(&e));
                     out.push(outcome(f, r));
                 } else {
                     out.push(f);
@@ -553,9 +632,17 @@ async fn sagemaker(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 if !scope.owns(name) {
                     continue;
                 }
-                let f = Finding::new("sagemaker", "endpoint", name).cost(0.0, "serverless: billed per inference");
+                let f = Finding::new("sagemaker", "endpoint", name)
+                    .cost(0.0, "serverless: billed per inference");
                 if remove {
-                    let r = c.sagemaker.delete_endpoint().endpoint_name(name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                    let r = c
+                        .sagemaker
+                        .delete_endpoint()
+                        .endpoint_name(name)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe_err(&e));
                     out.push(outcome(f, r));
                 } else {
                     out.push(f);
@@ -564,7 +651,13 @@ async fn sagemaker(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         }
         Err(e) => out.push(unchecked("sagemaker", describe_err(&e))),
     }
-    match c.sagemaker.list_endpoint_configs().name_contains(&p).send().await {
+    match c
+        .sagemaker
+        .list_endpoint_configs()
+        .name_contains(&p)
+        .send()
+        .await
+    {
         Ok(o) => {
             for e in o.endpoint_configs() {
                 let name = e.endpoint_config_name().unwrap_or_default();
@@ -598,7 +691,14 @@ async fn sagemaker(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 }
                 let f = Finding::new("sagemaker", "model", name).free();
                 if remove {
-                    let r = c.sagemaker.delete_model().model_name(name).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                    let r = c
+                        .sagemaker
+                        .delete_model()
+                        .model_name(name)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe_err(&e));
                     out.push(outcome(f, r));
                 } else {
                     out.push(f);
@@ -619,13 +719,24 @@ async fn ecr(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     };
     let mut out = Vec::new();
     for r in repos {
-        let Some(name) = r.repository_name() else { continue };
+        let Some(name) = r.repository_name() else {
+            continue;
+        };
         if !scope.owns(name) {
             continue;
         }
-        let f = Finding::new("ecr", "repository", name).cost(0.0, &format!("{ECR_GB_MONTH} USD per GB-month of images"));
+        let f = Finding::new("ecr", "repository", name)
+            .cost(0.0, &format!("{ECR_GB_MONTH} USD per GB-month of images"));
         if remove {
-            let res = c.ecr.delete_repository().repository_name(name).force(true).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+            let res = c
+                .ecr
+                .delete_repository()
+                .repository_name(name)
+                .force(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
             out.push(outcome(f, res));
         } else {
             out.push(f);
@@ -659,8 +770,20 @@ async fn iam(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
             continue;
         }
         let r = async {
-            for p in c.iam.list_role_policies().role_name(&role).send().await?.policy_names() {
-                c.iam.delete_role_policy().role_name(&role).policy_name(p).send().await?;
+            for p in c
+                .iam
+                .list_role_policies()
+                .role_name(&role)
+                .send()
+                .await?
+                .policy_names()
+            {
+                c.iam
+                    .delete_role_policy()
+                    .role_name(&role)
+                    .policy_name(p)
+                    .send()
+                    .await?;
             }
             for p in c
                 .iam
@@ -671,7 +794,12 @@ async fn iam(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 .attached_policies()
             {
                 if let Some(arn) = p.policy_arn() {
-                    c.iam.detach_role_policy().role_name(&role).policy_arn(arn).send().await?;
+                    c.iam
+                        .detach_role_policy()
+                        .role_name(&role)
+                        .policy_arn(arn)
+                        .send()
+                        .await?;
                 }
             }
             for ip in c
@@ -705,13 +833,22 @@ async fn iam(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     {
         Ok(o) => {
             for p in o.policies() {
-                let (Some(name), Some(arn)) = (p.policy_name(), p.arn()) else { continue };
+                let (Some(name), Some(arn)) = (p.policy_name(), p.arn()) else {
+                    continue;
+                };
                 if !scope.owns(name) {
                     continue;
                 }
                 let f = Finding::new("iam", "policy", name).free();
                 if remove {
-                    let r = c.iam.delete_policy().policy_arn(arn).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                    let r = c
+                        .iam
+                        .delete_policy()
+                        .policy_arn(arn)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe_err(&e));
                     out.push(outcome(f, r));
                 } else {
                     out.push(f);
@@ -733,7 +870,9 @@ async fn kms(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
     match c.kms.list_aliases().send().await {
         Ok(o) => {
             for a in o.aliases() {
-                let Some(alias) = a.alias_name() else { continue };
+                let Some(alias) = a.alias_name() else {
+                    continue;
+                };
                 let bare = alias.trim_start_matches("alias/");
                 if !scope.owns(bare) {
                     continue;
@@ -743,7 +882,14 @@ async fn kms(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 }
                 let f = Finding::new("kms", "alias", alias).free();
                 if remove {
-                    let r = c.kms.delete_alias().alias_name(alias).send().await.map(|_| ()).map_err(|e| describe_err(&e));
+                    let r = c
+                        .kms
+                        .delete_alias()
+                        .alias_name(alias)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe_err(&e));
                     out.push(outcome(f, r));
                 } else {
                     out.push(f);
@@ -759,22 +905,33 @@ async fn kms(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
             if keys.iter().any(|x| x == id) {
                 continue;
             }
-            let Ok(tags) = c.kms.list_resource_tags().key_id(id).send().await else { continue };
+            let Ok(tags) = c.kms.list_resource_tags().key_id(id).send().await else {
+                continue;
+            };
             let tag = |key: &str| {
                 tags.tags()
                     .iter()
                     .find(|t| t.tag_key() == key)
                     .map(|t| t.tag_value().to_string())
             };
-            if tag("app").as_deref() == Some(&scope.app) && tag("env").as_deref() == Some(&scope.env) {
+            if tag("app").as_deref() == Some(&scope.app)
+                && tag("env").as_deref() == Some(&scope.env)
+            {
                 keys.push(id.to_string());
             }
         }
     }
     for id in keys {
-        let Ok(d) = c.kms.describe_key().key_id(&id).send().await else { continue };
-        let Some(meta) = d.key_metadata() else { continue };
-        let state = meta.key_state().map(|s| s.as_str().to_string()).unwrap_or_default();
+        let Ok(d) = c.kms.describe_key().key_id(&id).send().await else {
+            continue;
+        };
+        let Some(meta) = d.key_metadata() else {
+            continue;
+        };
+        let state = meta
+            .key_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
         let mut f = Finding::new("kms", "key", &id);
         if state == "PendingDeletion" {
             f.state = "pending-deletion".into();
@@ -827,7 +984,10 @@ mod tests {
         };
         assert!(s.owns("wastesort-local-models"));
         assert!(s.owns("wastesort-local"));
-        assert!(!s.owns("wastesort-localx-models"), "another environment is not ours");
+        assert!(
+            !s.owns("wastesort-localx-models"),
+            "another environment is not ours"
+        );
         assert!(!s.owns("other-wastesort-local"));
     }
 }

@@ -49,14 +49,23 @@ pub struct Clients {
 
 /// Loads the SDK configuration for the environment. `endpoints` is the local emulator's map,
 /// present only for local targets.
-pub async fn sdk_config(env: &Environment, endpoints: Option<&Endpoints>) -> Result<SdkConfig, AwsError> {
+pub async fn sdk_config(
+    env: &Environment,
+    endpoints: Option<&Endpoints>,
+) -> Result<SdkConfig, AwsError> {
     match env.target {
         Target::Local => {
             let endpoints = endpoints.cloned().unwrap_or_default();
             let region = env.region.clone().unwrap_or_else(|| "us-east-1".into());
             Ok(aws_config::defaults(BehaviorVersion::latest())
                 .region(Region::new(region))
-                .credentials_provider(Credentials::new("test", "test", None, None, "local-emulator"))
+                .credentials_provider(Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "local-emulator",
+                ))
                 .endpoint_url(endpoints.default)
                 .load()
                 .await)
@@ -187,14 +196,15 @@ where
     }
 }
 
+/// The error and its first cause: enough to say what failed without the provider-by-provider
+/// list the credential chain appends.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        parts.push(err.to_string());
-        cur = err.source();
-    }
-    one_line(&parts.join(": "))
+    let first = e.source().map(|s| s.to_string());
+    let text = match first {
+        Some(f) => format!("{e}: {}", f.split(". Attempted").next().unwrap_or(&f)),
+        None => e.to_string(),
+    };
+    one_line(&text)
 }
 
 fn one_line(s: &str) -> String {

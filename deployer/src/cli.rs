@@ -41,7 +41,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write the rendered CloudFormation templates (and the values they were rendered with).
-    #[command(after_help = "Example:\n  deployer render --out /tmp/cfn && cfn-lint /tmp/cfn/*.yaml")]
+    #[command(
+        after_help = "Example:\n  deployer render --out /tmp/cfn && cfn-lint /tmp/cfn/*.yaml"
+    )]
     Render {
         /// Directory to write into (default: .deployer/<env>/rendered).
         #[arg(long)]

@@ -32,7 +32,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if env.target == Target::Local {
         let log = env.state_dir.join("emulator.log");
         if log.exists() {
-            return result.with_context(|| format!("the emulator's log is {}", log.display()));
+            return result
+                .map_err(|e| anyhow::anyhow!("{e:#} (the emulator's log: {})", log.display()));
         }
     }
     result
@@ -79,9 +80,17 @@ async fn connect(env: &Environment, rep: &Reporter) -> Result<(Clients, String)>
         Target::Local => {
             let e = emulator::ensure_running(env).context("failed to start the local emulator")?;
             if e.reused {
-                rep.info(&format!("reusing the local emulator on port {} (pid {})", e.port, e.pid));
+                rep.info(&format!(
+                    "reusing the local emulator on port {} (pid {})",
+                    e.port, e.pid
+                ));
             } else {
-                rep.info(&format!("started the local emulator on port {} (pid {}), log {}", e.port, e.pid, e.log.display()));
+                rep.info(&format!(
+                    "started the local emulator on port {} (pid {}), log {}",
+                    e.port,
+                    e.pid,
+                    e.log.display()
+                ));
             }
             let state = StateDir::new(&env.state_dir);
             Some(
@@ -119,12 +128,18 @@ fn confirm(env: &Environment, yes: bool, what: &str) -> Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to {what} in environment '{}' without confirmation; pass --yes", env.name);
+        bail!(
+            "refusing to {what} in environment '{}' without confirmation; pass --yes",
+            env.name
+        );
     }
     eprint!("{what} in environment '{}'? [y/N] ", env.name);
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("failed to read the confirmation")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("failed to read the confirmation")?;
     if matches!(line.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {
@@ -144,7 +159,10 @@ fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
     Ok(built)
 }
 
-fn render_all(env: &Environment, functions: &[render::FunctionContext]) -> Result<Vec<RenderedStack>> {
+fn render_all(
+    env: &Environment,
+    functions: &[render::FunctionContext],
+) -> Result<Vec<RenderedStack>> {
     let dir = render::stacks_dir(env);
     STACKS
         .iter()
@@ -162,7 +180,13 @@ fn stack_tags(env: &Environment) -> Vec<(String, String)> {
 
 // ---------------------------------------------------------------- render
 
-fn render_cmd(env: &Environment, out: Option<PathBuf>, no_build: bool, format: Format, rep: &Reporter) -> Result<ExitCode> {
+fn render_cmd(
+    env: &Environment,
+    out: Option<PathBuf>,
+    no_build: bool,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
     let functions = if no_build {
         let specs = package::discover(&env.root)?;
         let recorded: ArtifactManifest = StateDir::new(&env.state_dir)
@@ -197,7 +221,8 @@ fn render_cmd(env: &Environment, out: Option<PathBuf>, no_build: bool, format: F
     let mut params = serde_json::Map::new();
     for s in &stacks {
         let path = dir.join(format!("{}.yaml", s.kind.stem()));
-        std::fs::write(&path, &s.body).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(&path, &s.body)
+            .with_context(|| format!("failed to write {}", path.display()))?;
         params.insert(s.kind.stem().to_string(), s.context.clone());
         written.push(RenderedFile {
             stack: s.stack_name.clone(),
@@ -214,7 +239,14 @@ fn render_cmd(env: &Environment, out: Option<PathBuf>, no_build: bool, format: F
             &["STACK", "FILE", "RESOURCES", "BYTES"],
             &written
                 .iter()
-                .map(|w| vec![w.stack.clone(), w.path.clone(), w.resources.to_string(), w.bytes.to_string()])
+                .map(|w| {
+                    vec![
+                        w.stack.clone(),
+                        w.path.clone(),
+                        w.resources.to_string(),
+                        w.bytes.to_string(),
+                    ]
+                })
                 .collect::<Vec<_>>(),
         )
     });
@@ -233,7 +265,10 @@ struct RenderedFile {
 
 async fn plan_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result<ExitCode> {
     let built = build(env, rep)?;
-    let functions: Vec<_> = built.iter().map(|p| package::function_context(env, p)).collect();
+    let functions: Vec<_> = built
+        .iter()
+        .map(|p| package::function_context(env, p))
+        .collect();
     let stacks = render_all(env, &functions)?;
     let (c, account) = connect(env, rep).await?;
     announce(env, &c, &account, rep);
@@ -303,7 +338,10 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
     let started = Instant::now();
     // Everything that can fail without AWS is checked before any change.
     let built = build(env, rep)?;
-    let functions: Vec<_> = built.iter().map(|p| package::function_context(env, p)).collect();
+    let functions: Vec<_> = built
+        .iter()
+        .map(|p| package::function_context(env, p))
+        .collect();
     let stacks = render_all(env, &functions)?;
     let (c, account) = connect(env, rep).await?;
     announce(env, &c, &account, rep);
@@ -319,20 +357,30 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         .iter()
         .find(|(k, _)| k == "ArtifactBucketName")
         .map(|(_, v)| v.clone())
-        .with_context(|| format!("stack {} has no ArtifactBucketName output", stacks[0].stack_name))?;
+        .with_context(|| {
+            format!(
+                "stack {} has no ArtifactBucketName output",
+                stacks[0].stack_name
+            )
+        })?;
     deployed.push(artifacts);
 
     let mut reports = Vec::new();
     let mut uploaded = 0;
     for p in &built {
         let key = p.key();
-        let exists = c.s3.head_object().bucket(&bucket).key(&key).send().await.is_ok();
+        let exists =
+            c.s3.head_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .is_ok();
         if !exists {
             let body = aws_sdk_s3::primitives::ByteStream::from_path(&p.zip_path)
                 .await
                 .with_context(|| format!("failed to read package {}", p.zip_path.display()))?;
-            c.s3
-                .put_object()
+            c.s3.put_object()
                 .bucket(&bucket)
                 .key(&key)
                 .body(body)
@@ -437,10 +485,46 @@ async fn reconcile(
         // AWS::S3::BucketPolicy but does enforce bucket policies, and it is reached over plain
         // HTTP on loopback, so that policy would deny every local request. On AWS CloudFormation
         // applies it; the integration test checks the rendered template holds it.
-        let v = c.s3.get_bucket_versioning().bucket(bucket).send().await.ok();
-        if v.and_then(|v| v.status().cloned()) != Some(aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
-            c.s3
-                .put_bucket_versioning()
+        let blocked =
+            c.s3.get_public_access_block()
+                .bucket(bucket)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.public_access_block_configuration().cloned())
+                .is_some_and(|p| {
+                    p.block_public_acls() == Some(true)
+                        && p.block_public_policy() == Some(true)
+                        && p.ignore_public_acls() == Some(true)
+                        && p.restrict_public_buckets() == Some(true)
+                });
+        if !blocked {
+            c.s3.put_public_access_block()
+                .bucket(bucket)
+                .public_access_block_configuration(
+                    aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .block_public_policy(true)
+                        .ignore_public_acls(true)
+                        .restrict_public_buckets(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
+                .with_context(|| format!("failed to block public access on {bucket}"))?;
+            applied.push(format!("s3 public access block on {bucket}"));
+        }
+        let v =
+            c.s3.get_bucket_versioning()
+                .bucket(bucket)
+                .send()
+                .await
+                .ok();
+        if v.and_then(|v| v.status().cloned())
+            != Some(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        {
+            c.s3.put_bucket_versioning()
                 .bucket(bucket)
                 .versioning_configuration(
                     aws_sdk_s3::types::VersioningConfiguration::builder()
@@ -456,25 +540,37 @@ async fn reconcile(
         if !notifications {
             continue;
         }
-        let n = c.s3.get_bucket_notification_configuration().bucket(bucket).send().await.ok();
-        if n.and_then(|n| n.event_bridge_configuration().cloned()).is_none() {
-            c.s3
-                .put_bucket_notification_configuration()
+        let n =
+            c.s3.get_bucket_notification_configuration()
+                .bucket(bucket)
+                .send()
+                .await
+                .ok();
+        if n.and_then(|n| n.event_bridge_configuration().cloned())
+            .is_none()
+        {
+            c.s3.put_bucket_notification_configuration()
                 .bucket(bucket)
                 .notification_configuration(
                     aws_sdk_s3::types::NotificationConfiguration::builder()
-                        .event_bridge_configuration(aws_sdk_s3::types::EventBridgeConfiguration::builder().build())
+                        .event_bridge_configuration(
+                            aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+                        )
                         .build(),
                 )
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
-                .with_context(|| format!("failed to enable EventBridge notifications on {bucket}"))?;
+                .with_context(|| {
+                    format!("failed to enable EventBridge notifications on {bucket}")
+                })?;
             applied.push(format!("s3 EventBridge notifications on {bucket}"));
         }
     }
     for key in ["ModelsTableName", "JobsTableName"] {
-        let Some(table) = outputs.get(key) else { continue };
+        let Some(table) = outputs.get(key) else {
+            continue;
+        };
         let on = c
             .dynamodb
             .describe_continuous_backups()
@@ -511,7 +607,13 @@ async fn reconcile(
         if !has_app {
             let tags: Vec<aws_sdk_kms::types::Tag> = stack_tags_from(outputs)
                 .into_iter()
-                .filter_map(|(k, v)| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().ok())
+                .filter_map(|(k, v)| {
+                    aws_sdk_kms::types::Tag::builder()
+                        .tag_key(k)
+                        .tag_value(v)
+                        .build()
+                        .ok()
+                })
                 .collect();
             c.kms
                 .tag_resource()
@@ -525,7 +627,9 @@ async fn reconcile(
         }
     }
     for a in &applied {
-        rep.info(&format!("applied {a} (the template asks for it; the target had not set it)"));
+        rep.info(&format!(
+            "applied {a} (the template asks for it; the target had not set it)"
+        ));
     }
     Ok(applied)
 }
@@ -555,7 +659,12 @@ struct DownReport {
     seconds: f64,
 }
 
-async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) -> Result<ExitCode> {
+async fn down_cmd(
+    env: &Environment,
+    yes: bool,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
     let started = Instant::now();
     let (c, account) = connect(env, rep).await?;
     announce(env, &c, &account, rep);
@@ -566,20 +675,21 @@ async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) 
     };
 
     // Buckets first: CloudFormation cannot delete a bucket that still holds objects.
-    let buckets = c
-        .s3
-        .list_buckets()
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
-        .context("failed to list buckets")?;
+    let buckets =
+        c.s3.list_buckets()
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
+            .context("failed to list buckets")?;
     for b in buckets.buckets().iter().filter_map(|b| b.name()) {
         if b.starts_with(&format!("{}-", env.prefix())) {
             let n = audit::empty_bucket(&c, b)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
                 .with_context(|| format!("failed to empty bucket {b}"))?;
-            rep.info(&format!("emptied bucket {b} ({n} object versions and delete markers)"));
+            rep.info(&format!(
+                "emptied bucket {b} ({n} object versions and delete markers)"
+            ));
         }
     }
     // Remember the key: once the stack is gone its alias is too, and `down` must say what
@@ -605,34 +715,47 @@ async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) 
         .filter(|f| f.state == "removed")
         .collect();
     for f in &removed {
-        rep.info(&format!("audit removed a leftover {} {}: {}", f.service, f.kind, f.id));
+        rep.info(&format!(
+            "audit removed a leftover {} {}: {}",
+            f.service, f.kind, f.id
+        ));
     }
     let left = audit::sweep(&c, &scope, false, rep).await;
     if let Some(arn) = &key_arn {
-        if !left.iter().any(|f| f.service == "kms" && arn.ends_with(&f.id)) {
+        if !left
+            .iter()
+            .any(|f| f.service == "kms" && arn.ends_with(&f.id))
+        {
             match c.kms.describe_key().key_id(arn).send().await {
                 Ok(d) => {
                     let meta = d.key_metadata();
-                    let state = meta.and_then(|m| m.key_state()).map(|s| s.as_str().to_string());
+                    let state = meta
+                        .and_then(|m| m.key_state())
+                        .map(|s| s.as_str().to_string());
                     let date = meta
                         .and_then(|m| m.deletion_date())
                         .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok());
                     rep.info(&format!(
                         "KMS key {arn}: {}{}",
                         state.unwrap_or_default(),
-                        date.map(|d| format!(", deleted on {d}")).unwrap_or_default()
+                        date.map(|d| format!(", deleted on {d}"))
+                            .unwrap_or_default()
                     ));
                 }
                 Err(_) => rep.info(&format!("KMS key {arn} is deleted")),
             }
         }
     }
-    for f in left.iter().filter(|f| f.service == "kms" && f.state == "pending-deletion") {
+    for f in left
+        .iter()
+        .filter(|f| f.service == "kms" && f.state == "pending-deletion")
+    {
         rep.info(&format!("KMS key {} {}", f.id, f.note));
     }
     let billable: Vec<&Finding> = left.iter().filter(|f| f.billable).collect();
     let monthly: f64 = billable.iter().map(|f| f.monthly_usd).sum();
-    let emulator_stopped = env.target == Target::Local && emulator::stop(&StateDir::new(&env.state_dir));
+    let emulator_stopped =
+        env.target == Target::Local && emulator::stop(&StateDir::new(&env.state_dir));
     if emulator_stopped {
         rep.info("stopped the local emulator");
     }
@@ -652,7 +775,8 @@ async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) 
     };
     emit(format, &report, || {
         if report.left.is_empty() {
-            "Nothing is left: every service was checked and holds nothing of this environment.\n".to_string()
+            "Nothing is left: every service was checked and holds nothing of this environment.\n"
+                .to_string()
         } else {
             let rows = report
                 .left
@@ -663,7 +787,11 @@ async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) 
                         f.kind.to_string(),
                         f.id.clone(),
                         f.state.clone(),
-                        if f.billable { format!("{:.2}", f.monthly_usd) } else { "-".into() },
+                        if f.billable {
+                            format!("{:.2}", f.monthly_usd)
+                        } else {
+                            "-".into()
+                        },
                         f.note.clone(),
                     ]
                 })
@@ -671,7 +799,10 @@ async fn down_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) 
             format!(
                 "Left after teardown (prices as of {}, rough USD per month):\n{}",
                 audit::PRICES_AS_OF,
-                table(&["SERVICE", "KIND", "ID", "STATE", "USD/MONTH", "NOTE"], &rows)
+                table(
+                    &["SERVICE", "KIND", "ID", "STATE", "USD/MONTH", "NOTE"],
+                    &rows
+                )
             )
         }
     });
@@ -736,9 +867,15 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
         } else {
             stack::outputs(&c.cfn, &name).await?.into_iter().collect()
         };
-        stacks.push(StackStatus { stack: name, status, outputs });
+        stacks.push(StackStatus {
+            stack: name,
+            status,
+            outputs,
+        });
     }
-    let recorded: ArtifactManifest = StateDir::new(&env.state_dir).read_json(ARTIFACTS_FILE)?.unwrap_or_default();
+    let recorded: ArtifactManifest = StateDir::new(&env.state_dir)
+        .read_json(ARTIFACTS_FILE)?
+        .unwrap_or_default();
     let mut functions = Vec::new();
     for spec in package::discover(&env.root)? {
         let fname = format!("{}-{}", env.prefix(), spec.name);
@@ -749,9 +886,15 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
             .send()
             .await
             .ok()
-            .and_then(|o| o.configuration().and_then(|cfg| cfg.code_sha256().map(str::to_string)))
+            .and_then(|o| {
+                o.configuration()
+                    .and_then(|cfg| cfg.code_sha256().map(str::to_string))
+            })
             .and_then(|b64| package::b64_to_hex(&b64));
-        let rec = recorded.functions.get(&spec.name).map(|a| a.sha256_hex.clone());
+        let rec = recorded
+            .functions
+            .get(&spec.name)
+            .map(|a| a.sha256_hex.clone());
         functions.push(FunctionStatus {
             name: spec.name.clone(),
             function: fname,
@@ -760,10 +903,19 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
             recorded_sha256: rec,
         });
     }
-    let endpoint = match c.sagemaker.describe_endpoint().endpoint_name(&env.endpoint.name).send().await {
+    let endpoint = match c
+        .sagemaker
+        .describe_endpoint()
+        .endpoint_name(&env.endpoint.name)
+        .send()
+        .await
+    {
         Ok(d) => EndpointStatus {
             name: env.endpoint.name.clone(),
-            status: d.endpoint_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            status: d
+                .endpoint_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             config: d.endpoint_config_name().map(str::to_string),
             failure_reason: d.failure_reason().map(str::to_string),
         },
@@ -785,7 +937,11 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
     emit(format, &report, || {
         let mut s = table(
             &["STACK", "STATUS"],
-            &report.stacks.iter().map(|s| vec![s.stack.clone(), s.status.clone()]).collect::<Vec<_>>(),
+            &report
+                .stacks
+                .iter()
+                .map(|s| vec![s.stack.clone(), s.status.clone()])
+                .collect::<Vec<_>>(),
         );
         let outputs: Vec<Vec<String>> = report
             .stacks
@@ -805,7 +961,9 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
                 .map(|f| {
                     vec![
                         f.function.clone(),
-                        f.deployed_sha256.clone().unwrap_or_else(|| "not deployed".into()),
+                        f.deployed_sha256
+                            .clone()
+                            .unwrap_or_else(|| "not deployed".into()),
                         if f.in_sync { "yes".into() } else { "no".into() },
                     ]
                 })
@@ -814,7 +972,10 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
         s.push('\n');
         s.push_str(&table(
             &["ENDPOINT", "STATUS"],
-            &[vec![report.endpoint.name.clone(), report.endpoint.status.clone()]],
+            &[vec![
+                report.endpoint.name.clone(),
+                report.endpoint.status.clone(),
+            ]],
         ));
         s
     });
@@ -834,7 +995,10 @@ struct LocalStatus {
 
 fn local_cmd(env: &Environment, cmd: LocalCommand, format: Format) -> Result<ExitCode> {
     if env.target != Target::Local {
-        bail!("environment '{}' targets AWS; `deployer local` works on local environments only", env.name);
+        bail!(
+            "environment '{}' targets AWS; `deployer local` works on local environments only",
+            env.name
+        );
     }
     let state = StateDir::new(&env.state_dir);
     match cmd {
@@ -859,7 +1023,14 @@ fn local_cmd(env: &Environment, cmd: LocalCommand, format: Format) -> Result<Exi
         }
         LocalCommand::Stop => {
             let stopped = emulator::stop(&state);
-            eprintln!("{}", if stopped { "stopped the local emulator" } else { "the local emulator was not running" });
+            eprintln!(
+                "{}",
+                if stopped {
+                    "stopped the local emulator"
+                } else {
+                    "the local emulator was not running"
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -137,14 +137,21 @@ impl Layer {
     /// The `DEPLOYER_<FIELD>` layer. Read through a lookup function so tests need not touch
     /// the process environment.
     fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
-        fn parse<T: std::str::FromStr>(key: &str, v: Option<String>) -> Result<Option<T>, ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            key: &str,
+            v: Option<String>,
+        ) -> Result<Option<T>, ConfigError> {
             match v {
                 None => Ok(None),
-                Some(s) => s.trim().parse::<T>().map(Some).map_err(|_| ConfigError::Invalid {
-                    key: key.to_string(),
-                    value: s,
-                    why: "not a valid value for this setting".into(),
-                }),
+                Some(s) => s
+                    .trim()
+                    .parse::<T>()
+                    .map(Some)
+                    .map_err(|_| ConfigError::Invalid {
+                        key: key.to_string(),
+                        value: s,
+                        why: "not a valid value for this setting".into(),
+                    }),
             }
         }
         let target = match get("DEPLOYER_TARGET") {
@@ -330,7 +337,11 @@ pub fn resolve(
             known: if file.environments.is_empty() {
                 "none".into()
             } else {
-                file.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                file.environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
             name,
             path: path.display().to_string(),
@@ -403,7 +414,11 @@ pub fn resolve(
         });
     }
     let api_stage = layer.api_stage.unwrap_or_else(|| "v1".into());
-    if api_stage.is_empty() || !api_stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if api_stage.is_empty()
+        || !api_stage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(ConfigError::Invalid {
             key: "api_stage".into(),
             value: api_stage,
@@ -512,7 +527,13 @@ log_retention_days = 90
 
     #[test]
     fn local_is_the_default_and_gets_a_region() {
-        let e = resolve(FILE, Path::new("/p/deployer.toml"), &Overrides::default(), &no_env).unwrap();
+        let e = resolve(
+            FILE,
+            Path::new("/p/deployer.toml"),
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap();
         assert_eq!(e.name, "local");
         assert_eq!(e.target, Target::Local);
         assert_eq!(e.region.as_deref(), Some("us-east-1"));
@@ -530,7 +551,13 @@ log_retention_days = 90
             "DEPLOYER_STATE_DIR" => Some("/tmp/s".to_string()),
             _ => None,
         };
-        let e = resolve(FILE, Path::new("deployer.toml"), &Overrides::default(), &env).unwrap();
+        let e = resolve(
+            FILE,
+            Path::new("deployer.toml"),
+            &Overrides::default(),
+            &env,
+        )
+        .unwrap();
         assert_eq!(e.name, "aws");
         assert_eq!(e.region.as_deref(), Some("us-west-2"), "env beats file");
         assert_eq!(e.log_retention_days, 7);
@@ -560,7 +587,13 @@ log_retention_days = 90
 
     #[test]
     fn malformed_file_and_bad_values_are_named() {
-        let err = resolve("app = ", Path::new("d.toml"), &Overrides::default(), &no_env).unwrap_err();
+        let err = resolve(
+            "app = ",
+            Path::new("d.toml"),
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("d.toml is not valid"), "{err}");
         let err = resolve(
             "app = \"x\"\n[environments.local]\ntarget = \"local\"\nretention = 3\n",
@@ -569,8 +602,12 @@ log_retention_days = 90
             &no_env,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("retention"), "unknown keys are refused: {err}");
-        let bad = "app = \"x\"\n[environments.local]\ntarget = \"local\"\nendpoint_memory_mb = 1000\n";
+        assert!(
+            err.to_string().contains("retention"),
+            "unknown keys are refused: {err}"
+        );
+        let bad =
+            "app = \"x\"\n[environments.local]\ntarget = \"local\"\nendpoint_memory_mb = 1000\n";
         let err = resolve(bad, Path::new("d.toml"), &Overrides::default(), &no_env).unwrap_err();
         assert!(err.to_string().contains("1024, 2048"), "{err}");
         let bad = "app = \"Waste_Sort\"\n[environments.local]\ntarget = \"local\"\n";

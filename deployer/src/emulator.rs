@@ -59,7 +59,14 @@ fn addr(port: u16) -> SocketAddr {
 
 /// True when something answers HTTP on the port.
 pub fn healthy(port: u16) -> bool {
-    http::request(addr(port), "GET", "/moto-api/", b"", Duration::from_millis(800)).is_ok()
+    http::request(
+        addr(port),
+        "GET",
+        "/moto-api/",
+        b"",
+        Duration::from_millis(800),
+    )
+    .is_ok()
 }
 
 fn alive(pid: u32) -> bool {
@@ -75,8 +82,16 @@ fn alive(pid: u32) -> bool {
 
 /// The emulator recorded in the state directory, if it still runs and answers.
 pub fn running(state: &StateDir) -> Option<Emulator> {
-    let pid: u32 = std::fs::read_to_string(state.file(PID_FILE)).ok()?.trim().parse().ok()?;
-    let port: u16 = std::fs::read_to_string(state.file(PORT_FILE)).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(state.file(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let port: u16 = std::fs::read_to_string(state.file(PORT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (alive(pid) && healthy(port)).then(|| Emulator {
         pid,
         port,
@@ -117,7 +132,14 @@ pub fn ensure_running(env: &Environment) -> Result<Emulator, EmulatorError> {
         .append(true)
         .open(&log_path)?;
     let mut child = Command::new(&python)
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -217,6 +239,11 @@ pub fn terminate(pid: u32) {
 fn last_line(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "no output".into())
 }

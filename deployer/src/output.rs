@@ -77,7 +77,12 @@ impl Reporter {
     pub fn event(&self, epoch_secs: i64, status: &str, logical_id: &str, ty: &str, reason: &str) {
         let time = time::OffsetDateTime::from_unix_timestamp(epoch_secs)
             .ok()
-            .and_then(|t| t.format(&time::macros::format_description!("[hour]:[minute]:[second]")).ok())
+            .and_then(|t| {
+                t.format(&time::macros::format_description!(
+                    "[hour]:[minute]:[second]"
+                ))
+                .ok()
+            })
             .unwrap_or_default();
         let colored = if status.ends_with("_FAILED") || status.contains("ROLLBACK") {
             self.paint("31", status)
@@ -86,8 +91,14 @@ impl Reporter {
         } else {
             status.to_string()
         };
-        let reason = if reason.is_empty() { String::new() } else { format!("  {reason}") };
-        self.println(&format!("  {time}  {colored:<28} {logical_id:<32} {ty}{reason}"));
+        let reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!("  {reason}")
+        };
+        self.println(&format!(
+            "  {time}  {colored:<28} {logical_id:<32} {ty}{reason}"
+        ));
     }
 
     /// Updates the spinner line (terminals only).
@@ -98,7 +109,10 @@ impl Reporter {
         if let Ok(mut g) = self.spinner.lock() {
             let pb = g.get_or_insert_with(|| {
                 let pb = ProgressBar::new_spinner();
-                pb.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
                 pb.enable_steady_tick(std::time::Duration::from_millis(120));
                 pb
             });
@@ -137,7 +151,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         s.trim_end().to_string() + "\n"
     };
     let mut out = line(headers.to_vec());
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     for r in rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -149,7 +171,8 @@ pub fn emit<T: Serialize>(format: Format, value: &T, text: impl FnOnce() -> Stri
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+            serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
         ),
         Format::Table => print!("{}", text()),
     }
@@ -163,7 +186,10 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(
             &["ACTION", "ID"],
-            &[vec!["Add".into(), "Bucket".into()], vec!["Modify".into(), "X".into()]],
+            &[
+                vec!["Add".into(), "Bucket".into()],
+                vec!["Modify".into(), "X".into()],
+            ],
         );
         assert_eq!(t, "ACTION  ID\n------  ------\nAdd     Bucket\nModify  X\n");
     }

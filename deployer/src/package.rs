@@ -93,9 +93,6 @@ pub struct BuiltPackage {
     pub size: u64,
 }
 
-
-
-
 impl BuiltPackage {
     pub fn key(&self) -> String {
         code_key(&self.spec.name, &self.sha256_hex)
@@ -166,7 +163,10 @@ pub fn discover(root: &Path) -> Result<Vec<FunctionSpec>, PackageError> {
 }
 
 /// Keeps only the named functions (all when `names` is empty).
-pub fn select(specs: Vec<FunctionSpec>, names: &[String]) -> Result<Vec<FunctionSpec>, PackageError> {
+pub fn select(
+    specs: Vec<FunctionSpec>,
+    names: &[String],
+) -> Result<Vec<FunctionSpec>, PackageError> {
     if names.is_empty() {
         return Ok(specs);
     }
@@ -174,7 +174,11 @@ pub fn select(specs: Vec<FunctionSpec>, names: &[String]) -> Result<Vec<Function
         if !specs.iter().any(|s| &s.name == n || &s.crate_name == n) {
             return Err(PackageError::UnknownFunction {
                 name: n.clone(),
-                known: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: specs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
@@ -296,7 +300,8 @@ pub fn deterministic_zip(bootstrap: &[u8]) -> std::io::Result<Vec<u8>> {
             .compression_level(Some(6))
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(0o755);
-        w.start_file("bootstrap", opts).map_err(std::io::Error::other)?;
+        w.start_file("bootstrap", opts)
+            .map_err(std::io::Error::other)?;
         w.write_all(bootstrap)?;
         w.finish().map_err(std::io::Error::other)?;
     }

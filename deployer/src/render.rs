@@ -180,7 +180,9 @@ pub fn render(
             routes_hash: routes_hash(&src, functions),
         },
         endpoint: env.endpoint.clone(),
-        artifact_bucket: format!("!Sub \"{prefix}-artifacts-${{AWS::AccountId}}-${{AWS::Region}}\""),
+        artifact_bucket: format!(
+            "!Sub \"{prefix}-artifacts-${{AWS::AccountId}}-${{AWS::Region}}\""
+        ),
         functions: functions.to_vec(),
     };
     let body = hb

@@ -261,7 +261,9 @@ pub async fn prepare(
             Current::Missing => return Ok(ChangeSetType::Create),
             Current::Status(s) if s == "REVIEW_IN_PROGRESS" => return Ok(ChangeSetType::Create),
             Current::Status(s) if in_progress(&s) => {
-                rep.info(&format!("stack {stack} is {s}; waiting for that operation to finish"));
+                rep.info(&format!(
+                    "stack {stack} is {s}; waiting for that operation to finish"
+                ));
                 wait_settled(cfn, stack, poll, now, rep).await?;
             }
             // A first create that failed cannot be updated: delete it and create again.
@@ -410,7 +412,10 @@ async fn change_set_changes(
             if let Some(rc) = c.resource_change() {
                 out.push(Change {
                     stack: stack.into(),
-                    action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+                    action: rc
+                        .action()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_default(),
                     logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
                     resource_type: rc.resource_type().unwrap_or_default().to_string(),
                     replacement: rc
@@ -430,7 +435,11 @@ async fn change_set_changes(
 /// What `up` would change in this stack. Leaves nothing behind: for a stack that does not exist
 /// no change set is made (that would leave a REVIEW_IN_PROGRESS stack); the template's resources
 /// are listed as additions instead.
-pub async fn plan(cfn: &Client, rendered: &RenderedStack, poll: Poll) -> Result<Vec<Change>, StackError> {
+pub async fn plan(
+    cfn: &Client,
+    rendered: &RenderedStack,
+    poll: Poll,
+) -> Result<Vec<Change>, StackError> {
     let stack = rendered.stack_name.as_str();
     let create_all = || {
         rendered
@@ -456,7 +465,8 @@ pub async fn plan(cfn: &Client, rendered: &RenderedStack, poll: Poll) -> Result<
         return Ok(Vec::new());
     }
     // Always UPDATE for an existing stack: the emulator defaults change sets to CREATE.
-    let Some(name) = create_change_set(cfn, rendered, ChangeSetType::Update, &[], poll).await? else {
+    let Some(name) = create_change_set(cfn, rendered, ChangeSetType::Update, &[], poll).await?
+    else {
         return Ok(Vec::new());
     };
     let changes = change_set_changes(cfn, stack, &name).await;
@@ -499,8 +509,7 @@ pub async fn deploy(
         });
     };
     let since = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
-    rep.info(&format!(
-"updating stack {stack} (change set {name})"));
+    rep.info(&format!("updating stack {stack} (change set {name})"));
     cfn.execute_change_set()
         .stack_name(stack)
         .change_set_name(&name)
@@ -584,7 +593,12 @@ async fn status_text(cfn: &Client, stack: &str) -> String {
 }
 
 /// Deletes the stack and waits until it is gone. A missing stack is fine.
-pub async fn delete(cfn: &Client, stack: &str, poll: Poll, rep: &Reporter) -> Result<bool, StackError> {
+pub async fn delete(
+    cfn: &Client,
+    stack: &str,
+    poll: Poll,
+    rep: &Reporter,
+) -> Result<bool, StackError> {
     let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
     match current(cfn, stack).await? {
         Current::Missing => return Ok(false),

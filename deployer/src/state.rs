@@ -36,7 +36,10 @@ pub struct Endpoints {
 impl Endpoints {
     /// The URL for a service id as the SDK names it (`s3`, `sagemaker`, `sagemaker_runtime`).
     pub fn for_service(&self, id: &str) -> &str {
-        self.services.get(id).map(String::as_str).unwrap_or(&self.default)
+        self.services
+            .get(id)
+            .map(String::as_str)
+            .unwrap_or(&self.default)
     }
 }
 
@@ -82,7 +85,10 @@ impl StateDir {
             })
     }
 
-    pub fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StateError> {
+    pub fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StateError> {
         read_json(&self.file(name))
     }
 

@@ -1,0 +1,239 @@
+//! Rendering: a snapshot of every template for every environment in the project's
+//! deployer.toml, cfn-lint and checkov on each of them, and the errors of broken templates.
+
+// Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deployer::config::{self, Environment, Overrides};
+use deployer::package::{self, FunctionSpec};
+use deployer::render::{self, FunctionContext, RenderError, StackKind, STACKS};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn environment(name: &str) -> Environment {
+    let path = root().join("deployer.toml");
+    let o = Overrides {
+        env: Some(name.into()),
+        ..Default::default()
+    };
+    // Only the file: the test must not depend on the caller's DEPLOYER_* variables.
+    config::load(&path, &o, &|_| None).unwrap()
+}
+
+/// The real function crates, with a fixed code hash so snapshots are stable.
+fn functions(env: &Environment) -> Vec<FunctionContext> {
+    let specs: Vec<FunctionSpec> = package::discover(&env.root).unwrap();
+    assert!(!specs.is_empty());
+    specs
+        .iter()
+        .map(|s| package::context_for(env, s, &"ab".repeat(32)))
+        .collect()
+}
+
+fn environments() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("deployer.toml")).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    doc["environments"]
+        .as_table()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn render_to(dir: &Path, env: &Environment) {
+    for kind in STACKS {
+        let r = render::render(env, &root().join("stacks"), *kind, &functions(env)).unwrap();
+        std::fs::write(
+            dir.join(format!("{}-{}.yaml", env.name, kind.stem())),
+            &r.body,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn every_template_of_every_environment_matches_its_snapshot() {
+    let names = environments();
+    assert!(names.contains(&"local".to_string()) && names.contains(&"aws".to_string()));
+    for name in names {
+        let env = environment(&name);
+        for kind in STACKS {
+            let r = render::render(&env, &root().join("stacks"), *kind, &functions(&env)).unwrap();
+            insta::assert_snapshot!(format!("{name}-{}", kind.stem()), r.body);
+        }
+    }
+}
+
+#[test]
+fn rendering_keeps_special_characters_and_lists_resources() {
+    let env = environment("local");
+    let app = render::render(
+        &env,
+        &root().join("stacks"),
+        StackKind::App,
+        &functions(&env),
+    )
+    .unwrap();
+    // No HTML escaping: quotes and ampersands reach CloudFormation as written.
+    assert!(app.body.contains(r#""Version": "2012-10-17""#));
+    assert!(!app.body.contains("&quot;") && !app.body.contains("&#x27;"));
+    let types: Vec<&str> = app.resources.iter().map(|(_, t)| t.as_str()).collect();
+    for t in [
+        "AWS::KMS::Key",
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::Events::Rule",
+        "AWS::ApiGateway::RestApi",
+        "AWS::Lambda::Function",
+        "AWS::IAM::Role",
+        "AWS::Logs::LogGroup",
+    ] {
+        assert!(types.contains(&t), "{t} missing from the app stack");
+    }
+    // The four rules, the schedule disabled by default.
+    let rules = app
+        .resources
+        .iter()
+        .filter(|(_, t)| t == "AWS::Events::Rule")
+        .count();
+    assert_eq!(rules, 4);
+    assert!(app
+        .body
+        .contains("ScheduleExpression: \"rate(7 days)\"\n      State: DISABLED"));
+    let art = render::render(
+        &env,
+        &root().join("stacks"),
+        StackKind::Artifacts,
+        &functions(&env),
+    )
+    .unwrap();
+    assert_eq!(art.stack_name, "wastesort-local-artifacts");
+    assert!(art.resources.iter().any(|(id, _)| id == "ArtifactBucket"));
+}
+
+#[test]
+fn an_email_at_bring_up_becomes_an_inline_subscription() {
+    let mut env = environment("local");
+    env.notification_email = Some("ops@example.com".into());
+    let app = render::render(
+        &env,
+        &root().join("stacks"),
+        StackKind::App,
+        &functions(&env),
+    )
+    .unwrap();
+    assert!(app.body.contains("Endpoint: \"ops@example.com\""));
+}
+
+fn tool(rel: &str) -> PathBuf {
+    let p = root().join(rel);
+    assert!(p.is_file(), "{} is missing: run ./dev setup", p.display());
+    p
+}
+
+#[test]
+fn cfn_lint_finds_no_errors_or_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in environments() {
+        render_to(dir.path(), &environment(&name));
+    }
+    let mut cmd = Command::new(tool(".venv/bin/cfn-lint"));
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        cmd.arg(f.unwrap().path());
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn checkov_fails_nothing_and_every_skip_has_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in environments() {
+        render_to(dir.path(), &environment(&name));
+    }
+    let out = Command::new(tool(".venv-checkov/bin/checkov"))
+        .args([
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "-o",
+            "json",
+            "-d",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let summary = &report["summary"];
+    assert_eq!(
+        summary["failed"], 0,
+        "checkov failed checks: {}",
+        report["results"]["failed_checks"]
+    );
+    assert_eq!(summary["parsing_errors"], 0);
+    assert!(
+        summary["passed"].as_u64().unwrap() > 40,
+        "too few checks ran: {summary}"
+    );
+    for skipped in report["results"]["skipped_checks"].as_array().unwrap() {
+        let why = skipped["check_result"]["suppress_comment"]
+            .as_str()
+            .unwrap_or("");
+        assert!(why.len() > 20, "skip without a reason: {skipped}");
+    }
+}
+
+fn broken_stacks(app_source: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["artifacts.yaml.hbs", "tags.hbs"] {
+        std::fs::copy(root().join("stacks").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("app.yaml.hbs"), app_source).unwrap();
+    dir
+}
+
+#[test]
+fn a_missing_value_is_an_error_naming_the_file_not_an_empty_string() {
+    let dir = broken_stacks("Resources:\n  X:\n    Type: {{no_such_value}}\n");
+    let env = environment("local");
+    let err = render::render(&env, dir.path(), StackKind::App, &functions(&env)).unwrap_err();
+    assert!(matches!(err, RenderError::Template { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("app.yaml.hbs") && msg.contains("no_such_value"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn rendered_text_that_is_not_yaml_is_an_error_with_its_position() {
+    let dir = broken_stacks("Resources:\n  X: [unclosed\n");
+    let env = environment("local");
+    let err = render::render(&env, dir.path(), StackKind::App, &functions(&env)).unwrap_err();
+    assert!(matches!(err, RenderError::Yaml { .. }), "{err:?}");
+    assert!(err.to_string().contains("line"), "{err}");
+    let dir = broken_stacks("Description: nothing\n");
+    let err = render::render(&env, dir.path(), StackKind::App, &functions(&env)).unwrap_err();
+    assert!(matches!(err, RenderError::NoResources { .. }), "{err:?}");
+}
