@@ -19,6 +19,7 @@ pub enum Format {
 /// Progress and log lines on stderr.
 #[derive(Debug)]
 pub struct Reporter {
+    silent: bool,
     color: bool,
     spinner: Mutex<Option<ProgressBar>>,
     interactive: bool,
@@ -34,6 +35,7 @@ impl Reporter {
     pub fn new() -> Self {
         let tty = std::io::stderr().is_terminal();
         Reporter {
+            silent: false,
             color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             spinner: Mutex::new(None),
             interactive: tty,
@@ -43,6 +45,7 @@ impl Reporter {
     /// A reporter that prints nothing (tests).
     pub fn quiet() -> Self {
         Reporter {
+            silent: true,
             color: false,
             spinner: Mutex::new(None),
             interactive: false,
@@ -58,6 +61,9 @@ impl Reporter {
     }
 
     fn println(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         let guard = self.spinner.lock().ok();
         match guard.as_ref().and_then(|g| g.as_ref()) {
             Some(pb) => pb.println(line),

@@ -220,8 +220,93 @@ fn cargo_lambda(root: &Path) -> Result<PathBuf, PackageError> {
     })
 }
 
-/// Builds the functions with cargo-lambda (release, provided.al2023) and zips them.
+/// A fingerprint of everything a handler build reads: the architecture, every file under
+/// `functions/` (build outputs excluded), the workspace manifest and lock file. Equal
+/// fingerprints mean cargo would rebuild nothing, so the packages from the last build stand.
+pub fn source_fingerprint(root: &Path, arch: Architecture) -> String {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "target" || name == "node_modules" || name.to_string_lossy().starts_with('.')
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, files);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
+    walk(&root.join("functions"), &mut files);
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(arch.as_lambda().as_bytes());
+    for f in files {
+        h.update(
+            f.strip_prefix(root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        h.update([0]);
+        h.update(std::fs::read(&f).unwrap_or_default());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Packages from the last build when nothing they were built from has changed.
+fn unchanged_packages(
+    env: &Environment,
+    specs: &[FunctionSpec],
+    fingerprint: &str,
+) -> Option<Vec<BuiltPackage>> {
+    let out_dir = env.state_dir.join("build");
+    let recorded = std::fs::read_to_string(out_dir.join("fingerprint")).ok()?;
+    if recorded.trim() != fingerprint {
+        return None;
+    }
+    specs
+        .iter()
+        .map(|spec| {
+            let zip_path = out_dir.join(format!("{}.zip", spec.name));
+            let zip = std::fs::read(&zip_path).ok()?;
+            Some(BuiltPackage {
+                spec: spec.clone(),
+                sha256_hex: hex::encode(Sha256::digest(&zip)),
+                size: zip.len() as u64,
+                zip_path,
+            })
+        })
+        .collect()
+}
+
+/// Builds the functions with cargo-lambda (release, provided.al2023) and zips them, unless
+/// their sources are unchanged since the last build (then the last packages are returned).
 pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Vec<BuiltPackage>, PackageError> {
+    let fingerprint = source_fingerprint(&env.root, env.architecture);
+    if let Some(same) = unchanged_packages(env, specs, &fingerprint) {
+        return Ok(same);
+    }
+    let built = build_with_cargo_lambda(env, specs)?;
+    let path = env.state_dir.join("build/fingerprint");
+    std::fs::write(&path, &fingerprint).map_err(|source| PackageError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(built)
+}
+
+fn build_with_cargo_lambda(
+    env: &Environment,
+    specs: &[FunctionSpec],
+) -> Result<Vec<BuiltPackage>, PackageError> {
     let root = &env.root;
     let tool = cargo_lambda(root)?;
     let arch = env.architecture;

@@ -219,13 +219,34 @@ async fn stream_events(
     }
 }
 
-/// Failure reasons of the resources in a stack's recent events.
-async fn failure_reasons(cfn: &Client, stack: &str) -> String {
+/// Failure reasons of the resources in the current operation's events: those at or after
+/// `since`, or, without it (a stack found in DELETE_FAILED), those newer than the stack's own
+/// latest DELETE_IN_PROGRESS. Older failures belong to earlier operations and would mislead.
+async fn failure_reasons(
+    cfn: &Client,
+    stack: &str,
+    since: Option<aws_smithy_types::DateTime>,
+) -> String {
     let Ok(out) = cfn.describe_stack_events().stack_name(stack).send().await else {
         return String::new();
     };
-    let reasons: Vec<String> = out
-        .stack_events()
+    let mut current_operation = Vec::new();
+    for e in out.stack_events() {
+        match since {
+            Some(t) if e.timestamp().is_none_or(|ts| ts.secs() < t.secs()) => continue,
+            Some(_) => current_operation.push(e),
+            None => {
+                current_operation.push(e);
+                // Newest first: stop at the start of the latest delete.
+                if e.logical_resource_id() == Some(stack)
+                    && e.resource_status().map(|s| s.as_str()) == Some("DELETE_IN_PROGRESS")
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let reasons: Vec<String> = current_operation
         .iter()
         .filter(|e| {
             e.resource_status()
@@ -285,7 +306,7 @@ pub async fn prepare(
                     Current::Status(s) => {
                         return Err(StackError::Failed {
                             stack: stack.into(),
-                            reasons: failure_reasons(cfn, stack).await,
+                            reasons: failure_reasons(cfn, stack, Some(now)).await,
                             status: s,
                         })
                     }
@@ -295,7 +316,7 @@ pub async fn prepare(
             Current::Status(s) if s == "DELETE_FAILED" => {
                 return Err(StackError::Failed {
                     stack: stack.into(),
-                    reasons: failure_reasons(cfn, stack).await,
+                    reasons: failure_reasons(cfn, stack, None).await,
                     status: s,
                 })
             }
@@ -567,7 +588,7 @@ async fn finish(
         }),
         Current::Status(s) => Err(StackError::Failed {
             stack: stack.into(),
-            reasons: failure_reasons(cfn, stack).await,
+            reasons: failure_reasons(cfn, stack, Some(since)).await,
             status: s,
         }),
         Current::Missing => Err(StackError::Failed {
@@ -617,7 +638,7 @@ pub async fn delete(
         Current::Missing => Ok(true),
         Current::Status(s) => Err(StackError::Failed {
             stack: stack.into(),
-            reasons: failure_reasons(cfn, stack).await,
+            reasons: failure_reasons(cfn, stack, Some(now)).await,
             status: s,
         }),
     }
