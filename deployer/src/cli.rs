@@ -72,6 +72,14 @@ pub enum Command {
     /// Stack status, outputs, each function's deployed code hash and the endpoint's state.
     #[command(after_help = "Example:\n  deployer status --output json")]
     Status,
+    /// Rebuild the handlers and update only the functions whose code changed, without a stack update.
+    #[command(
+        after_help = "Examples:\n  deployer redeploy            every function whose package changed\n  deployer redeploy api        only the api function"
+    )]
+    Redeploy {
+        /// Function names (default: all).
+        functions: Vec<String>,
+    },
     /// The local emulator of a local environment.
     #[command(subcommand)]
     Local(LocalCommand),

@@ -21,7 +21,7 @@ use crate::render::{self, RenderedStack, StackKind, STACKS};
 use crate::stack::{self, Poll};
 use crate::state::{Artifact, ArtifactManifest, Endpoints, StateDir};
 
-const ARTIFACTS_FILE: &str = "artifacts.json";
+pub(crate) const ARTIFACTS_FILE: &str = "artifacts.json";
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -47,6 +47,9 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
         Command::Up { yes } => up_cmd(env, yes, cli.output, rep).await,
         Command::Down { yes } => down_cmd(env, yes, cli.output, rep).await,
         Command::Status => status_cmd(env, cli.output, rep).await,
+        Command::Redeploy { functions } => {
+            crate::redeploy::run(env, &functions, cli.output, rep).await
+        }
         Command::Local(c) => local_cmd(env, c, cli.output),
     }
 }
@@ -67,7 +70,7 @@ fn load_env(cli: &Cli) -> Result<Environment> {
     Ok(config::load(&path, &overrides, &|k| std::env::var(k).ok())?)
 }
 
-fn poll(env: &Environment) -> Poll {
+pub(crate) fn poll(env: &Environment) -> Poll {
     match env.target {
         Target::Local => Poll::for_local(),
         Target::Aws => Poll::for_aws(),
@@ -75,7 +78,7 @@ fn poll(env: &Environment) -> Poll {
 }
 
 /// Clients for the environment; starts (or reuses) the emulator of a local environment.
-async fn connect(env: &Environment, rep: &Reporter) -> Result<(Clients, String)> {
+pub(crate) async fn connect(env: &Environment, rep: &Reporter) -> Result<(Clients, String)> {
     let endpoints = match env.target {
         Target::Local => {
             let e = emulator::ensure_running(env).context("failed to start the local emulator")?;
@@ -110,7 +113,7 @@ async fn connect(env: &Environment, rep: &Reporter) -> Result<(Clients, String)>
     Ok((clients, account))
 }
 
-fn announce(env: &Environment, c: &Clients, account: &str, rep: &Reporter) {
+pub(crate) fn announce(env: &Environment, c: &Clients, account: &str, rep: &Reporter) {
     let endpoint = match (&c.endpoint, env.target) {
         (Some(e), Target::Local) => format!("{e} (local emulator)"),
         (Some(e), Target::Aws) => e.clone(),
@@ -147,7 +150,7 @@ fn confirm(env: &Environment, yes: bool, what: &str) -> Result<()> {
     }
 }
 
-fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
+pub(crate) fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
     let specs = package::discover(&env.root)?;
     let started = Instant::now();
     let built = package::build(env, &specs).context("failed to build the Lambda handlers")?;
@@ -159,7 +162,7 @@ fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
     Ok(built)
 }
 
-fn render_all(
+pub(crate) fn render_all(
     env: &Environment,
     functions: &[render::FunctionContext],
 ) -> Result<Vec<RenderedStack>> {
@@ -170,7 +173,7 @@ fn render_all(
         .collect()
 }
 
-fn stack_tags(env: &Environment) -> Vec<(String, String)> {
+pub(crate) fn stack_tags(env: &Environment) -> Vec<(String, String)> {
     vec![
         ("app".into(), env.app.clone()),
         ("env".into(), env.name.clone()),
@@ -321,6 +324,8 @@ struct UpReport {
     stacks: Vec<stack::Deployed>,
     functions: Vec<FunctionReport>,
     reconciled: Vec<String>,
+    /// Functions whose code already ran (from `redeploy`) and whose stack references were updated.
+    reconciling: Vec<String>,
     outputs: std::collections::BTreeMap<String, String>,
     seconds: f64,
 }
@@ -401,6 +406,31 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         });
     }
 
+    // Functions whose new code already runs (from `deployer redeploy`) but whose stack still
+    // names the old package: the stack update below only brings its references in line.
+    let mut reconciling = Vec::new();
+    if let Some(body) = stack::deployed_template(&c.cfn, &stacks[1].stack_name).await {
+        for p in built.iter().filter(|p| !body.contains(&p.key())) {
+            let running = c
+                .lambda
+                .get_function_configuration()
+                .function_name(format!("{}-{}", env.prefix(), p.spec.name))
+                .send()
+                .await
+                .ok()
+                .and_then(|cfg| cfg.code_sha256().map(str::to_string));
+            if running.as_deref() == Some(p.code_sha256_b64().as_str()) {
+                reconciling.push(p.spec.name.clone());
+            }
+        }
+    }
+    if !reconciling.is_empty() {
+        rep.info(&format!(
+            "reconciling {} functions ({}): their code already runs from `deployer redeploy`; updating the stack's code references",
+            reconciling.len(),
+            reconciling.join(", ")
+        ));
+    }
     let app = stack::deploy(&c.cfn, &stacks[1], &tags, poll(env), rep)
         .await
         .with_context(|| format!("failed to deploy stack {}", stacks[1].stack_name))?;
@@ -447,6 +477,7 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         stacks: deployed,
         functions: reports,
         reconciled,
+        reconciling,
         outputs,
         seconds: started.elapsed().as_secs_f64(),
     };

@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod http;
 pub mod output;
 pub mod package;
+pub mod redeploy;
 pub mod render;
 pub mod stack;
 pub mod state;

@@ -325,6 +325,17 @@ pub async fn prepare(
     }
 }
 
+/// The template body the stack was last deployed with, if it exists.
+pub async fn deployed_template(cfn: &Client, stack: &str) -> Option<String> {
+    cfn.get_template()
+        .stack_name(stack)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.template_body().map(str::to_string))
+}
+
 /// True when the deployed template is byte-identical to the rendered one.
 async fn template_unchanged(cfn: &Client, stack: &str, body: &str) -> bool {
     match cfn

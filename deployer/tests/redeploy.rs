@@ -1,0 +1,171 @@
+//! `deployer redeploy` against the emulator, on a copy of the project (so the test can change a
+//! handler's source without touching the checkout): no change updates 0 functions; a changed
+//! handler updates exactly 1; the next `up` uploads nothing and reports the reconciliation.
+
+// Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if name == "target" || name == "node_modules" {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// A workspace holding only the function crates, sharing the checkout's target directory so
+/// registry dependencies are not rebuilt.
+fn project_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root();
+    copy_dir(&r.join("functions"), &dir.path().join("functions"));
+    copy_dir(&r.join("stacks"), &dir.path().join("stacks"));
+    std::fs::copy(r.join("deployer.toml"), dir.path().join("deployer.toml")).unwrap();
+    std::fs::copy(r.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+    let manifest = std::fs::read_to_string(r.join("Cargo.toml")).unwrap();
+    let mut doc: toml::Table = toml::from_str(&manifest).unwrap();
+    let members: Vec<toml::Value> = std::fs::read_dir(dir.path().join("functions"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| toml::Value::String(format!("functions/{}", e.file_name().to_string_lossy())))
+        .collect();
+    doc["workspace"]
+        .as_table_mut()
+        .unwrap()
+        .insert("members".into(), toml::Value::Array(members));
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        toml::to_string(&doc).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Project {
+    fn json(&self, args: &[&str]) -> Value {
+        let r = root();
+        let path = format!(
+            "{}:{}",
+            r.join(".venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
+        c.current_dir(self.dir.path())
+            .env("DEPLOYER_STATE_DIR", self.state.path())
+            .env("DEPLOYER_PYTHON", r.join(".venv/bin/python"))
+            .env("DEPLOYER_CARGO_LAMBDA", r.join(".venv/bin/cargo-lambda"))
+            .env("CARGO_TARGET_DIR", r.join("target"))
+            .env("PATH", path)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args)
+            .args(["--output", "json"]);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEPLOYER_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("DEPLOYER_STATE_DIR", self.state.path())
+            .env("DEPLOYER_PYTHON", r.join(".venv/bin/python"))
+            .env("DEPLOYER_CARGO_LAMBDA", r.join(".venv/bin/cargo-lambda"));
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.state.path().join("local/emulator.pid")) {
+            if let Ok(pid) = pid.trim().parse() {
+                deployer::emulator::terminate(pid);
+            }
+        }
+    }
+}
+
+#[test]
+fn redeploy_updates_only_changed_functions_and_up_then_reconciles() {
+    let p = Project {
+        dir: project_copy(),
+        state: tempfile::tempdir().unwrap(),
+    };
+    let up = p.json(&["up", "--yes"]);
+    let n = up["functions"].as_array().unwrap().len();
+
+    let same = p.json(&["redeploy"]);
+    assert_eq!(same["updated"], 0, "{same}");
+    assert_eq!(same["functions"].as_array().unwrap().len(), n);
+
+    // Change what the api handler answers, so its binary (not only its source) changes.
+    let lib = p.dir.path().join("functions/api/src/lib.rs");
+    let src = std::fs::read_to_string(&lib).unwrap();
+    let changed = src.replacen(
+        "\"status\": \"ok\",",
+        "\"status\": \"ok\", \"redeployed\": true,",
+        1,
+    );
+    assert_ne!(src, changed, "the test's edit must apply");
+    std::fs::write(&lib, changed).unwrap();
+
+    let one = p.json(&["redeploy"]);
+    assert_eq!(one["updated"], 1, "{one}");
+    let updated: Vec<&Value> = one["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["changed"] == true)
+        .collect();
+    assert!(updated[0]["function"].as_str().unwrap().ends_with("-api"));
+
+    let again = p.json(&["up", "--yes"]);
+    assert_eq!(
+        again["uploaded"], 0,
+        "redeploy already uploaded the package: {again}"
+    );
+    assert_eq!(again["reconciling"], serde_json::json!(["api"]), "{again}");
+    let status = p.json(&["status"]);
+    assert!(
+        status["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["in_sync"] == true),
+        "{status}"
+    );
+    let last = p.json(&["up", "--yes"]);
+    assert_eq!(
+        last["changed"], false,
+        "the stack now matches what runs: {last}"
+    );
+    p.json(&["down", "--yes"]);
+}
