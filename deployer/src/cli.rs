@@ -80,9 +80,24 @@ pub enum Command {
         /// Function names (default: all).
         functions: Vec<String>,
     },
+    /// Training data sets in the data bucket.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// The local emulator of a local environment.
     #[command(subcommand)]
     Local(LocalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Upload a labelled image folder as a new data set; its `_READY` marker starts training.
+    #[command(
+        after_help = "Examples:\n  deployer dataset push ~/data/waste      # TRAIN/ and TEST/ with O/ and R/ inside\n  deployer dataset push ./photos          # O/ and R/ (or organic/ recyclable/) only"
+    )]
+    Push {
+        /// The folder to upload.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,6 +47,9 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
         Command::Up { yes } => up_cmd(env, yes, cli.output, rep).await,
         Command::Down { yes } => down_cmd(env, yes, cli.output, rep).await,
         Command::Status => status_cmd(env, cli.output, rep).await,
+        Command::Dataset(crate::cli::DatasetCommand::Push { dir }) => {
+            crate::dataset::push(env, &dir, cli.output, rep).await
+        }
         Command::Redeploy { functions } => {
             crate::redeploy::run(env, &functions, cli.output, rep).await
         }

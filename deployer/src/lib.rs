@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dataset;
 pub mod emulator;
 pub mod http;
 pub mod output;

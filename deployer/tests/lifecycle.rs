@@ -398,6 +398,54 @@ async fn up_noop_plan_status_and_down_against_the_emulator() {
         "{status}"
     );
 
+    // A data set push: images first, then the _READY manifest the training rule fires on.
+    let data = tempfile::tempdir().unwrap();
+    for (path, bytes) in [
+        ("TRAIN/O/banana peel.jpg", &b"\xff\xd8\xff one"[..]),
+        ("TRAIN/R/can.png", &b"\x89PNG two"[..]),
+        ("TRAIN/R/bottle.JPG", &b"\xff\xd8\xff three"[..]),
+        ("TEST/organic/apple.jpeg", &b"\xff\xd8\xff four"[..]),
+        ("TEST/R/readme.txt", &b"not an image"[..]),
+    ] {
+        let p = data.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let pushed = run.json(&["dataset", "push", data.path().to_str().unwrap()], 0);
+    let prefix_ds = pushed["prefix"].as_str().unwrap().to_string();
+    assert!(prefix_ds.starts_with("datasets/"), "{pushed}");
+    assert_eq!(pushed["manifest"]["images"], 4);
+    assert_eq!(pushed["skipped_files"], 1);
+    assert_eq!(pushed["manifest"]["counts"]["train"]["R"], 2);
+    assert_eq!(pushed["manifest"]["counts"]["validation"]["O"], 1);
+    let listed =
+        c.s3.list_objects_v2()
+            .bucket(&data_bucket)
+            .prefix(&prefix_ds)
+            .send()
+            .await
+            .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.contains(&format!("{prefix_ds}/train/O/banana peel.jpg").as_str()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("{prefix_ds}/validation/O/apple.jpeg").as_str()),
+        "{keys:?}"
+    );
+    let ready =
+        c.s3.get_object()
+            .bucket(&data_bucket)
+            .key(format!("{prefix_ds}/_READY"))
+            .send()
+            .await
+            .unwrap();
+    let ready: Value =
+        serde_json::from_slice(&ready.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(ready["fingerprint"], pushed["manifest"]["fingerprint"]);
+    assert_eq!(ready["dataset"], prefix_ds.as_str());
+
     // Plant leftovers the stack does not know about: a table, and object versions plus a
     // delete marker in the versioned data bucket.
     c.dynamodb
