@@ -178,6 +178,7 @@ pub fn scan(dir: &Path) -> Result<Scan, DatasetError> {
             }
         }
     }
+    items.sort_by(|a, b| (a.channel, a.class, &a.relative).cmp(&(b.channel, b.class, &b.relative)));
     if items.is_empty() {
         return Err(DatasetError::NoImages {
             path: dir.display().to_string(),
