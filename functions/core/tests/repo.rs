@@ -1,0 +1,293 @@
+//! The repository against a real moto server started on a free loopback port: conditional
+//! writes make duplicate and out-of-order events harmless, numbers are stored as numbers, and of
+//! two concurrent decisions exactly one wins.
+
+// Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use pipeline_core::metrics::{ConfusionMatrix, Metrics};
+use pipeline_core::repo::{Changes, Decision, ModelRecord, Repo, RepoError};
+use pipeline_core::status::ModelStatus;
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn moto() -> (Moto, aws_sdk_dynamodb::Client) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./dev setup",
+        python.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(python)
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Moto(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .load()
+        .await;
+    (guard, aws_sdk_dynamodb::Client::new(&cfg))
+}
+
+/// The same key schema as the stack's tables.
+async fn table(c: &aws_sdk_dynamodb::Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    c.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn metrics() -> Metrics {
+    Metrics {
+        accuracy: 0.875,
+        precision: 0.8,
+        recall: 0.75,
+        f1: 0.774,
+        auc_roc: 0.91,
+        loss: 0.33,
+        support: 200,
+        confusion_matrix: ConfusionMatrix {
+            tp: 60,
+            tn: 115,
+            fp: 15,
+            fn_: 10,
+        },
+        positive_class: Some("Recyclable".into()),
+        dataset: Some(serde_json::json!({"synthetic": true})),
+    }
+}
+
+fn record(id: &str, created: &str) -> ModelRecord {
+    ModelRecord {
+        id: id.into(),
+        status: ModelStatus::Training,
+        created_at: created.into(),
+        updated_at: created.into(),
+        dataset: "datasets/d1".into(),
+        dataset_etag: Some("\"e1\"".into()),
+        training_job: format!("wastesort-local-{id}"),
+        model_artifact: None,
+        endpoint_config: None,
+        metrics: None,
+        failure_reason: None,
+        decisions: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_writes_make_duplicates_and_races_harmless() {
+    let (_moto, c) = moto().await;
+    table(&c, "models").await;
+    table(&c, "jobs").await;
+    let repo = Repo::new(c.clone(), "models", "jobs");
+
+    assert!(repo
+        .create_model(&record("m1", "2026-11-28T10:00:00Z"))
+        .await
+        .unwrap());
+    assert!(
+        !repo
+            .create_model(&record("m1", "2026-11-28T10:00:00Z"))
+            .await
+            .unwrap(),
+        "a duplicate trigger creates nothing"
+    );
+
+    // training -> staged with metrics, stored as DynamoDB numbers.
+    let staged = repo
+        .transition(
+            "m1",
+            &[ModelStatus::Training],
+            ModelStatus::Staged,
+            "2026-11-28T10:05:00Z",
+            Changes {
+                metrics: Some(metrics()),
+                model_artifact: Some("s3://b/training-output/m1/output/model.tar.gz".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(staged.status, ModelStatus::Staged);
+    assert_eq!(staged.metrics, Some(metrics()));
+    let raw = c
+        .get_item()
+        .table_name("models")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("MODEL".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("m1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let m = raw.item().unwrap()["metrics"].as_m().unwrap();
+    assert_eq!(
+        m["accuracy"].as_n().unwrap(),
+        "0.875",
+        "a number, not a string"
+    );
+    assert_eq!(
+        m["confusion_matrix"].as_m().unwrap()["fn"].as_n().unwrap(),
+        "10"
+    );
+
+    // The same Completed event again: a conflict that names the current state; nothing changes.
+    let again = repo
+        .transition(
+            "m1",
+            &[ModelStatus::Training],
+            ModelStatus::Staged,
+            "2026-11-28T11:00:00Z",
+            Changes::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, RepoError::Conflict { current, .. } if current == "staged"),
+        "{again}"
+    );
+    assert_eq!(
+        repo.get_model("m1").await.unwrap().updated_at,
+        "2026-11-28T10:05:00Z"
+    );
+
+    // An out-of-order event (a Failed after Completed) changes nothing either.
+    let late = repo
+        .transition(
+            "m1",
+            &[ModelStatus::Training],
+            ModelStatus::Failed,
+            "2026-11-28T11:00:00Z",
+            Changes::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(late, RepoError::Conflict { .. }));
+
+    // Two people accept at once: exactly one wins.
+    let decide = |by: &'static str| {
+        let repo = repo.clone();
+        async move {
+            repo.transition(
+                "m1",
+                &[ModelStatus::Staged, ModelStatus::DeployFailed],
+                ModelStatus::Deploying,
+                "2026-11-28T12:00:00Z",
+                Changes {
+                    decision: Some(Decision {
+                        action: "accept".into(),
+                        by: by.into(),
+                        at: "2026-11-28T12:00:00Z".into(),
+                        reason: "better".into(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(decide("ana")), tokio::spawn(decide("bo")));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.is_ok() ^ b.is_ok(),
+        "exactly one decision wins: {a:?} / {b:?}"
+    );
+    let m1 = repo.get_model("m1").await.unwrap();
+    assert_eq!(m1.status, ModelStatus::Deploying);
+    assert_eq!(m1.decisions.len(), 1, "the losing decision is not recorded");
+
+    // Unknown ids are NotFound, not a conflict.
+    let missing = repo
+        .transition(
+            "nope",
+            &[ModelStatus::Staged],
+            ModelStatus::Rejected,
+            "2026-11-28T12:00:00Z",
+            Changes::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, RepoError::NotFound(_)), "{missing}");
+
+    // Newest first.
+    assert!(repo
+        .create_model(&record("m2", "2026-11-28T13:00:00Z"))
+        .await
+        .unwrap());
+    assert!(repo
+        .create_model(&record("m0", "2026-11-27T09:00:00Z"))
+        .await
+        .unwrap());
+    let ids: Vec<String> = repo
+        .list_models()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, vec!["m2", "m1", "m0"]);
+}
