@@ -7,6 +7,8 @@
 pub mod events;
 pub mod metrics;
 pub mod notify;
+pub mod pipeline;
 pub mod repo;
+pub mod settings;
 pub mod specs;
 pub mod status;
