@@ -268,6 +268,53 @@ impl Pipeline {
         }
     }
 
+    /// The newest complete data set: the greatest `datasets/<name>/_READY` key (pushes are
+    /// named by UTC timestamp), with that marker's etag.
+    pub async fn latest_dataset(&self) -> Result<Option<(String, String)>, PipelineError> {
+        let mut best: Option<(String, String)> = None;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.settings.data_bucket)
+                .prefix("datasets/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| aws("list data sets", &e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                let Some(prefix) = key.strip_suffix("/_READY") else {
+                    continue;
+                };
+                if prefix.matches('/').count() != 1 {
+                    continue;
+                }
+                if best.as_ref().is_none_or(|(b, _)| prefix > b.as_str()) {
+                    best = Some((
+                        prefix.to_string(),
+                        o.e_tag().unwrap_or_default().to_string(),
+                    ));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(best),
+            }
+        }
+    }
+
+    /// True while a training run is in progress (the API answers 409 to a second start).
+    pub async fn training_in_progress(&self) -> Result<Option<ModelRecord>, PipelineError> {
+        Ok(self
+            .repo
+            .list_models()
+            .await?
+            .into_iter()
+            .find(|m| m.status == ModelStatus::Training))
+    }
+
     /// Reads `metrics.json` from a training job's `model.tar.gz`.
     pub async fn read_metrics(&self, model_artifact: &str) -> Result<Metrics, PipelineError> {
         let (bucket, key) = split_s3(model_artifact).ok_or_else(|| {

@@ -227,7 +227,14 @@ async fn train_stage_email_accept_and_serve() {
             .await
             .unwrap();
     }
+    let (latest, etag) = p.latest_dataset().await.unwrap().unwrap();
+    assert_eq!(latest, "datasets/d1");
+    assert!(!etag.is_empty());
     let started = p.start_training("datasets/d1", "\"etag-1\"").await.unwrap();
+    assert_eq!(
+        p.training_in_progress().await.unwrap().unwrap().id,
+        started.model_id
+    );
     assert!(started.new);
     let job = sagemaker
         .describe_training_job()
@@ -346,6 +353,11 @@ async fn train_stage_email_accept_and_serve() {
             .await
             .unwrap();
     }
+    assert_eq!(
+        p.latest_dataset().await.unwrap().unwrap().0,
+        "datasets/d2",
+        "the newest push"
+    );
     let second = p.start_training("datasets/d2", "\"etag-2\"").await.unwrap();
     let job = sagemaker
         .describe_training_job()
