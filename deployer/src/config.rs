@@ -108,6 +108,9 @@ pub struct Layer {
     pub endpoint_memory_mb: Option<u32>,
     pub endpoint_max_concurrency: Option<u32>,
     pub endpoint_variant: Option<String>,
+    pub training_image: Option<String>,
+    pub primary_metric: Option<String>,
+    pub hyperparameters: Option<BTreeMap<String, String>>,
 }
 
 impl Layer {
@@ -130,7 +133,10 @@ impl Layer {
             api_stage,
             endpoint_memory_mb,
             endpoint_max_concurrency,
-            endpoint_variant
+            endpoint_variant,
+            training_image,
+            primary_metric,
+            hyperparameters
         );
     }
 
@@ -213,6 +219,9 @@ impl Layer {
                 get("DEPLOYER_ENDPOINT_MAX_CONCURRENCY"),
             )?,
             endpoint_variant: get("DEPLOYER_ENDPOINT_VARIANT"),
+            training_image: get("DEPLOYER_TRAINING_IMAGE"),
+            primary_metric: get("DEPLOYER_PRIMARY_METRIC"),
+            hyperparameters: None,
         })
     }
 }
@@ -257,6 +266,13 @@ pub struct Environment {
     pub uploads_expire_days: u32,
     pub api_stage: String,
     pub endpoint: EndpointSettings,
+    /// The model container image for training jobs and endpoints.
+    pub training_image: String,
+    /// The metric that decides whether a staged model is better (accuracy, precision, recall,
+    /// f1, auc_roc or loss).
+    pub primary_metric: String,
+    /// Training hyperparameters (all strings, as SageMaker passes them).
+    pub hyperparameters: BTreeMap<String, String>,
     /// The directory holding `deployer.toml`: stacks/, functions/ and .venv/ live there.
     pub root: PathBuf,
     /// `.deployer/<env>/` under the root, or `$DEPLOYER_STATE_DIR/<env>/`.
@@ -426,6 +442,16 @@ pub fn resolve(
         });
     }
 
+    let primary_metric = layer.primary_metric.unwrap_or_else(|| "f1".into());
+    if !["accuracy", "precision", "recall", "f1", "auc_roc", "loss"]
+        .contains(&primary_metric.as_str())
+    {
+        return Err(ConfigError::Invalid {
+            key: "primary_metric".into(),
+            value: primary_metric,
+            why: "use one of accuracy, precision, recall, f1, auc_roc, loss".into(),
+        });
+    }
     let root = path
         .parent()
         .map(Path::to_path_buf)
@@ -447,6 +473,14 @@ pub fn resolve(
             max_concurrency: endpoint_max_concurrency,
             variant: layer.endpoint_variant.unwrap_or_else(|| "primary".into()),
         },
+        training_image: layer.training_image.unwrap_or_else(|| match target {
+            // The local runtime runs the model binary it builds; issue "local cloud" pins it
+            // by hash.
+            Target::Local => "local://waste-model".into(),
+            Target::Aws => String::new(),
+        }),
+        primary_metric,
+        hyperparameters: layer.hyperparameters.unwrap_or_default(),
         app: file.app,
         name,
         target,

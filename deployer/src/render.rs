@@ -113,6 +113,10 @@ pub struct RenderContext {
     /// filled in by CloudFormation so rendering needs no AWS call.
     artifact_bucket: String,
     functions: Vec<FunctionContext>,
+    training_image: String,
+    primary_metric: String,
+    /// The hyperparameters as a JSON object, escaped for a single-quoted YAML string.
+    hyperparameters_json: String,
 }
 
 /// One rendered, parsed template.
@@ -184,6 +188,11 @@ pub fn render(
             "!Sub \"{prefix}-artifacts-${{AWS::AccountId}}-${{AWS::Region}}\""
         ),
         functions: functions.to_vec(),
+        training_image: env.training_image.clone(),
+        primary_metric: env.primary_metric.clone(),
+        hyperparameters_json: serde_json::to_string(&env.hyperparameters)
+            .unwrap_or_else(|_| "{}".into())
+            .replace('\'', "''"),
     };
     let body = hb
         .render_template(&src, &ctx)

@@ -12,3 +12,5 @@ pub mod repo;
 pub mod settings;
 pub mod specs;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;

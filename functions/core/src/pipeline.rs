@@ -806,6 +806,96 @@ impl Pipeline {
     }
 }
 
+/// The endpoint as SageMaker describes it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointInfo {
+    pub name: String,
+    /// SageMaker's EndpointStatus as it spells it (`InService`, `Creating`, `Updating`, ...).
+    pub status: String,
+    pub config_name: Option<String>,
+    pub failure_reason: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Pipeline {
+    /// Subscribes an address to the pipeline's notifications. SNS sends the confirmation
+    /// email; nothing is delivered until the recipient confirms.
+    pub async fn subscribe(&self, email: &str) -> Result<(), PipelineError> {
+        self.sns
+            .subscribe()
+            .topic_arn(&self.settings.topic_arn)
+            .protocol("email")
+            .endpoint(email)
+            .send()
+            .await
+            .map_err(|e| aws("subscribe to notifications", &e))?;
+        Ok(())
+    }
+
+    /// The endpoint's live state, or None when it does not exist (nothing has been deployed
+    /// yet: endpoints are created by the first accept).
+    pub async fn endpoint_status(&self) -> Result<Option<EndpointInfo>, PipelineError> {
+        let r = self
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(&self.settings.endpoint_name)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Some(EndpointInfo {
+                name: out
+                    .endpoint_name()
+                    .unwrap_or(&self.settings.endpoint_name)
+                    .to_string(),
+                status: out
+                    .endpoint_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                config_name: out.endpoint_config_name().map(str::to_string),
+                failure_reason: out.failure_reason().map(str::to_string),
+                last_modified: out.last_modified_time().and_then(|t| {
+                    t.fmt(aws_sdk_sagemaker::primitives::DateTimeFormat::DateTime)
+                        .ok()
+                }),
+            })),
+            // SageMaker answers a missing endpoint with a ValidationException naming it.
+            Err(e)
+                if e.code() == Some("ValidationException")
+                    && e.message().is_some_and(|m| m.contains("Could not find")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(aws("describe the endpoint", &e)),
+        }
+    }
+
+    /// Stores a user's upload under `uploads/<date>/<sha256>.<ext>` in the data bucket and
+    /// returns the key. Named by content, so the same image uploaded twice is stored once.
+    pub async fn store_upload(
+        &self,
+        bytes: &[u8],
+        ext: &str,
+        content_type: &str,
+    ) -> Result<String, PipelineError> {
+        use sha2::Digest;
+        let date = OffsetDateTime::now_utc().date();
+        let key = format!(
+            "uploads/{date}/{}.{ext}",
+            hex::encode(sha2::Sha256::digest(bytes))
+        );
+        self.s3
+            .put_object()
+            .bucket(&self.settings.data_bucket)
+            .key(&key)
+            .content_type(content_type)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .map_err(|e| aws("store the upload", &e))?;
+        Ok(key)
+    }
+}
+
 /// A deployment that was started (or found already started).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Deployment {

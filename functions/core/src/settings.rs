@@ -99,6 +99,8 @@ mod tests {
         assert!(e.to_string().contains("APP_NAME is not set"), "{e}");
         let get = |k: &str| match k {
             "ENDPOINT_MEMORY_MB" => Some("lots".to_string()),
+            // Valid, so the error is the memory size's (hyperparameters are read first).
+            "HYPERPARAMETERS" => Some("{}".to_string()),
             _ => Some("x".to_string()),
         };
         let e = Settings::from_lookup(&get).unwrap_err();

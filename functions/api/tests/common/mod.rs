@@ -1,0 +1,452 @@
+//! Shared test harness: a real moto server per test (killed on drop), the pipeline's tables,
+//! bucket and topic in it, an [`App`] over those clients, request builders, and the OpenAPI
+//! document as JSON Schemas so every response is checked against what `openapi.yaml` says.
+
+// Test helpers may unwrap: a failure here is a test failure, reported where it happens.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api::App;
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderValue, Method};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use pipeline_core::metrics::{ConfusionMatrix, Metrics};
+use pipeline_core::pipeline::Pipeline;
+use pipeline_core::repo::{Changes, ModelRecord};
+use pipeline_core::settings::Settings;
+use pipeline_core::status::ModelStatus;
+use serde_json::Value;
+
+pub const ENDPOINT: &str = "wastesort-local-endpoint";
+
+pub struct Moto(Child, pub u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_moto() -> Moto {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./dev setup",
+        python.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(python)
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto(child, port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+/// The world a test runs in: moto, the app over it, and direct clients to inspect it.
+pub struct World {
+    pub moto: Moto,
+    pub app: App,
+    pub cfg: aws_config::SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub topic: String,
+}
+
+pub async fn world() -> World {
+    let moto = start_moto();
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .endpoint_url(format!("http://127.0.0.1:{}", moto.1))
+        .load()
+        .await;
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&cfg)
+            .force_path_style(true)
+            .build(),
+    );
+    let sns = aws_sdk_sns::Client::new(&cfg);
+    let sagemaker = aws_sdk_sagemaker::Client::new(&cfg);
+    for t in ["models", "jobs"] {
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |n: &str, k| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(k)
+                .build()
+                .unwrap()
+        };
+        ddb.create_table()
+            .table_name(t)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.create_bucket().bucket("data").send().await.unwrap();
+    let topic = sns
+        .create_topic()
+        .name("wastesort-local-pipeline")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let settings = Settings::from_lookup(&|k| {
+        Some(
+            match k {
+                "APP_NAME" => "wastesort",
+                "APP_ENV" => "local",
+                "DATA_BUCKET" => "data",
+                "MODELS_TABLE" => "models",
+                "JOBS_TABLE" => "jobs",
+                "TOPIC_ARN" => topic.as_str(),
+                "ENDPOINT_NAME" => ENDPOINT,
+                "SAGEMAKER_ROLE_ARN" => "arn:aws:iam::123456789012:role/wastesort-local-sagemaker",
+                "TRAINING_IMAGE" => {
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/waste-model@sha256:abc"
+                }
+                _ => return None,
+            }
+            .to_string(),
+        )
+    })
+    .unwrap();
+    let pipeline = Pipeline::with_clients(settings, ddb, s3.clone(), sns.clone(), sagemaker);
+    let app = App {
+        pipeline,
+        runtime: aws_sdk_sagemakerruntime::Client::new(&cfg),
+        code_sha256: "abc123".into(),
+    };
+    World {
+        moto,
+        app,
+        cfg,
+        s3,
+        sns,
+        topic,
+    }
+}
+
+impl World {
+    /// Everything a request could change: the model records, the bucket's keys, the topic's
+    /// subscriptions.
+    pub async fn snapshot(&self) -> (Vec<ModelRecord>, Vec<String>, Vec<String>) {
+        let models = self.app.pipeline.repo.list_models().await.unwrap();
+        let keys = self
+            .s3
+            .list_objects_v2()
+            .bucket("data")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
+        let subs = self
+            .sns
+            .list_subscriptions_by_topic()
+            .topic_arn(&self.topic)
+            .send()
+            .await
+            .unwrap()
+            .subscriptions()
+            .iter()
+            .filter_map(|s| s.endpoint().map(str::to_string))
+            .collect();
+        (models, keys, subs)
+    }
+
+    pub async fn put(&self, key: &str, body: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket("data")
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Seeds a model record in any state, walking it through the state machine from
+    /// `training` (create_model records only the fields a new run has).
+    pub async fn seed(&self, id: &str, status: ModelStatus, created_at: &str) -> ModelRecord {
+        use ModelStatus::*;
+        let repo = &self.app.pipeline.repo;
+        let m = ModelRecord {
+            id: id.into(),
+            status: Training,
+            created_at: created_at.into(),
+            updated_at: created_at.into(),
+            dataset: "datasets/20261128T000000Z".into(),
+            dataset_etag: Some("\"etag\"".into()),
+            training_job: id.into(),
+            model_artifact: None,
+            endpoint_config: None,
+            metrics: None,
+            failure_reason: None,
+            decisions: vec![],
+        };
+        assert!(repo.create_model(&m).await.unwrap());
+        let path: &[ModelStatus] = match status {
+            Training => &[],
+            Failed => &[Failed],
+            Staged => &[Staged],
+            Rejected => &[Staged, Rejected],
+            Deploying => &[Staged, Deploying],
+            Deployed => &[Staged, Deploying, Deployed],
+            DeployFailed => &[Staged, Deploying, DeployFailed],
+            Superseded => &[Staged, Deploying, Deployed, Superseded],
+            Retired => &[Staged, Deploying, Deployed, Superseded, Retired],
+        };
+        let mut from = Training;
+        let mut out = m;
+        for &to in path {
+            let changes = match to {
+                Failed => Changes {
+                    failure_reason: Some("AlgorithmError: boom".into()),
+                    ..Default::default()
+                },
+                Staged => Changes {
+                    metrics: Some(metrics()),
+                    model_artifact: Some(format!(
+                        "s3://data/training-output/{id}/output/model.tar.gz"
+                    )),
+                    ..Default::default()
+                },
+                Deploying => Changes {
+                    endpoint_config: Some(format!("{id}-cfg")),
+                    ..Default::default()
+                },
+                _ => Changes::default(),
+            };
+            out = repo
+                .transition(id, &[from], to, created_at, changes)
+                .await
+                .unwrap();
+            from = to;
+        }
+        out
+    }
+}
+
+pub fn metrics() -> Metrics {
+    Metrics {
+        accuracy: 0.9,
+        precision: 0.8,
+        recall: 0.7,
+        f1: 0.75,
+        auc_roc: 0.93,
+        loss: 0.3,
+        support: 100,
+        confusion_matrix: ConfusionMatrix {
+            tp: 35,
+            tn: 45,
+            fp: 9,
+            fn_: 11,
+        },
+        positive_class: Some("Recyclable".into()),
+        dataset: Some(serde_json::json!({ "synthetic": true })),
+    }
+}
+
+pub fn req(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
+    let mut r = ApiGatewayProxyRequest::default();
+    r.http_method = method;
+    r.path = Some(path.to_string());
+    r.body = body.map(str::to_string);
+    r.request_context.request_time_epoch = 1_795_867_205_000;
+    if body.is_some() {
+        r.headers
+            .insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    r
+}
+
+/// A raw binary upload as API Gateway delivers it: base64 with isBase64Encoded.
+pub fn upload(content_type: &'static str, bytes: &[u8]) -> ApiGatewayProxyRequest {
+    use base64::Engine;
+    let mut r = req(Method::POST, "/api/predict", None);
+    r.headers
+        .insert("content-type", HeaderValue::from_static(content_type));
+    r.body = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+    r.is_base64_encoded = true;
+    r
+}
+
+/// The smallest JPEG-looking bytes (the magic is what the API checks).
+pub fn jpeg(len: usize) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    v.resize(len.max(4), 0x11);
+    v
+}
+
+pub fn body(r: &ApiGatewayProxyResponse) -> Value {
+    match &r.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+/// The OpenAPI document, with each response schema turned into a JSON Schema validator.
+pub struct Spec(Value);
+
+impl Spec {
+    pub fn load() -> Spec {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        Spec(serde_yaml_ng::from_str(&text).unwrap())
+    }
+
+    /// Every documented (path, method, status).
+    pub fn operations(&self) -> Vec<(String, String, i64)> {
+        let mut out = Vec::new();
+        for (path, item) in self.0["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method == "parameters" {
+                    continue;
+                }
+                for status in op["responses"].as_object().unwrap().keys() {
+                    out.push((path.clone(), method.clone(), status.parse().unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Replaces every local `$ref` by what it points at (the document has no cycles).
+    fn inline(&self, v: &Value, depth: usize) -> Value {
+        assert!(depth < 32, "$ref cycle in openapi.yaml");
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    let target = self
+                        .0
+                        .pointer(r.trim_start_matches('#'))
+                        .unwrap_or_else(|| panic!("unresolved $ref {r}"));
+                    return self.inline(target, depth + 1);
+                }
+                Value::Object(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), self.inline(v, depth + 1)))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.inline(v, depth + 1)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// The schema the document gives for this operation's response with this status.
+    pub fn schema(&self, path: &str, method: &str, status: i64) -> Value {
+        let op = self
+            .0
+            .pointer(&format!(
+                "/paths/{}/{method}",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
+            .unwrap_or_else(|| panic!("{method} {path} is not in openapi.yaml"));
+        let resp = op["responses"]
+            .get(status.to_string())
+            .unwrap_or_else(|| panic!("{method} {path} does not document status {status}"));
+        let resp = self.inline(resp, 0);
+        resp.pointer("/content/application~1json/schema")
+            .unwrap_or_else(|| panic!("{method} {path} {status} has no JSON schema"))
+            .clone()
+    }
+
+    /// Ok, or every way the body breaks the document.
+    pub fn validate(
+        &self,
+        path: &str,
+        method: &str,
+        status: i64,
+        body: &Value,
+    ) -> Result<(), String> {
+        let schema = self.schema(path, method, status);
+        let v = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("schema for {method} {path} {status} is invalid: {e}"));
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Asserts the response is documented and matches; returns its body.
+    pub fn check(&self, path: &str, method: &str, r: &ApiGatewayProxyResponse) -> Value {
+        assert_eq!(r.headers["content-type"], "application/json");
+        let b = body(r);
+        if let Err(e) = self.validate(path, method, r.status_code, &b) {
+            panic!(
+                "{method} {path} answered {} with {b}, which breaks openapi.yaml: {e}",
+                r.status_code
+            );
+        }
+        b
+    }
+
+    /// Like [`check`], and the answer must be this status with this error code.
+    pub fn check_error(
+        &self,
+        path: &str,
+        method: &str,
+        r: &ApiGatewayProxyResponse,
+        status: i64,
+        code: &str,
+    ) -> Value {
+        let b = self.check(path, method, r);
+        assert_eq!(r.status_code, status, "{method} {path}: {b}");
+        assert_eq!(b["error"]["code"], code, "{method} {path}: {b}");
+        b
+    }
+}
