@@ -98,17 +98,23 @@ impl Moto {
         out
     }
 
-    /// A pipeline over this server with the stack's tables (pk/sk), the data bucket `data` and
-    /// the topic `wastesort-local-pipeline` (one email subscription).
-    pub async fn pipeline(&self) -> Pipeline {
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// SDK configuration pointing at this server with dummy credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "test", "test", None, None, "moto",
             ))
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))
             .load()
-            .await;
+            .await
+    }
+
+    /// The stack's tables (pk/sk), the data bucket `data` and the topic
+    /// `wastesort-local-pipeline` (subscribed by `subscriber` when given), and a pipeline over
+    /// them.
+    pub async fn fixture(&self, subscriber: Option<&str>) -> Fixture {
+        let cfg = self.sdk_config().await;
         let ddb = aws_sdk_dynamodb::Client::new(&cfg);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&cfg)
@@ -117,35 +123,7 @@ impl Moto {
         );
         let sns = aws_sdk_sns::Client::new(&cfg);
         for t in ["models", "jobs"] {
-            let attr = |n: &str| {
-                AttributeDefinition::builder()
-                    .attribute_name(n)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .ok()
-            };
-            let key = |n: &str, k| {
-                KeySchemaElement::builder()
-                    .attribute_name(n)
-                    .key_type(k)
-                    .build()
-                    .ok()
-            };
-            let _ = ddb
-                .create_table()
-                .table_name(t)
-                .billing_mode(BillingMode::PayPerRequest)
-                .set_attribute_definitions(Some(
-                    vec![attr("pk"), attr("sk")].into_iter().flatten().collect(),
-                ))
-                .set_key_schema(Some(
-                    vec![key("pk", KeyType::Hash), key("sk", KeyType::Range)]
-                        .into_iter()
-                        .flatten()
-                        .collect(),
-                ))
-                .send()
-                .await;
+            create_table(&ddb, t).await;
         }
         let _ = s3.create_bucket().bucket("data").send().await;
         let topic = sns
@@ -156,33 +134,100 @@ impl Moto {
             .ok()
             .and_then(|t| t.topic_arn().map(str::to_string))
             .unwrap_or_default();
-        let _ = sns
-            .subscribe()
-            .topic_arn(&topic)
-            .protocol("email")
-            .endpoint("ops@example.com")
-            .send()
-            .await;
-        let get = |k: &str| -> Option<String> {
-            Some(
-                match k {
-                    "APP_NAME" => "wastesort",
-                    "APP_ENV" => "local",
-                    "DATA_BUCKET" => "data",
-                    "MODELS_TABLE" => "models",
-                    "JOBS_TABLE" => "jobs",
-                    "TOPIC_ARN" => topic.as_str(),
-                    "ENDPOINT_NAME" => "wastesort-local-endpoint",
-                    "SAGEMAKER_ROLE_ARN" => {
-                        "arn:aws:iam::123456789012:role/wastesort-local-sagemaker"
-                    }
-                    "TRAINING_IMAGE" => "local://waste-model@sha256:0",
-                    _ => return None,
-                }
-                .to_string(),
-            )
-        };
-        let settings = Settings::from_lookup(&get).unwrap_or_else(|e| panic!("test settings: {e}"));
-        Pipeline::with_clients(settings, ddb, s3, sns, aws_sdk_sagemaker::Client::new(&cfg))
+        if let Some(email) = subscriber {
+            let _ = sns
+                .subscribe()
+                .topic_arn(&topic)
+                .protocol("email")
+                .endpoint(email)
+                .send()
+                .await;
+        }
+        let pipeline = Pipeline::with_clients(
+            settings(&topic),
+            ddb,
+            s3,
+            sns,
+            aws_sdk_sagemaker::Client::new(&cfg),
+        );
+        Fixture {
+            cfg,
+            topic,
+            pipeline,
+        }
     }
+
+    /// A pipeline over the fixture, with one email subscription.
+    pub async fn pipeline(&self) -> Pipeline {
+        self.fixture(Some("ops@example.com")).await.pipeline
+    }
+}
+
+/// What [`Moto::fixture`] made.
+#[derive(Debug)]
+pub struct Fixture {
+    pub cfg: aws_config::SdkConfig,
+    pub topic: String,
+    pub pipeline: Pipeline,
+}
+
+/// The endpoint name the fixture's settings use.
+pub const ENDPOINT: &str = "wastesort-local-endpoint";
+
+/// A table with the stack's key schema: `pk` (hash) and `sk` (range), both strings.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .ok()
+    };
+    let key = |n: &str, k| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+            .ok()
+    };
+    let _ = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(
+            [attr("pk"), attr("sk")].into_iter().flatten().collect(),
+        ))
+        .set_key_schema(Some(
+            [key("pk", KeyType::Hash), key("sk", KeyType::Range)]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ))
+        .send()
+        .await;
+}
+
+/// The settings the stack renders, for the fixture's resources.
+pub fn settings(topic: &str) -> Settings {
+    let get = |k: &str| -> Option<String> {
+        Some(
+            match k {
+                "APP_NAME" => "wastesort",
+                "APP_ENV" => "local",
+                "DATA_BUCKET" => "data",
+                "MODELS_TABLE" => "models",
+                "JOBS_TABLE" => "jobs",
+                "TOPIC_ARN" => topic,
+                "ENDPOINT_NAME" => ENDPOINT,
+                "SAGEMAKER_ROLE_ARN" => "arn:aws:iam::123456789012:role/wastesort-local-sagemaker",
+                "TRAINING_IMAGE" => {
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/waste-model@sha256:abc"
+                }
+                "HYPERPARAMETERS" => "{\"epochs\": \"2\"}",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    };
+    Settings::from_lookup(&get).unwrap_or_else(|e| panic!("test settings: {e}"))
 }

@@ -7,92 +7,10 @@
 // Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use pipeline_core::events::{self, EndpointDetail, Envelope, TrainingDetail};
-use pipeline_core::pipeline::Pipeline;
-use pipeline_core::settings::Settings;
 use pipeline_core::status::ModelStatus;
+use pipeline_core::testing::start_moto;
 use serde_json::json;
-
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./dev setup",
-        python.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto(child, port)
-}
-
-/// Emails moto recorded for the topic: (subject, message).
-fn sent(port: u16) -> Vec<(String, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /moto-api/data.json HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
-    let data: serde_json::Value = serde_json::from_str(body).unwrap();
-    let mut out = Vec::new();
-    for topic in data["sns"]["Topic"].as_array().cloned().unwrap_or_default() {
-        for n in topic["sent_notifications"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            // [message id, message, subject, attributes, group id]
-            out.push((
-                n[2].as_str().unwrap_or_default().to_string(),
-                n[1].as_str().unwrap_or_default().to_string(),
-            ));
-        }
-    }
-    out
-}
 
 fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -130,88 +48,9 @@ fn training_event(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn train_stage_email_accept_and_serve() {
-    let moto = start_moto();
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "t",
-        ))
-        .endpoint_url(format!("http://127.0.0.1:{}", moto.1))
-        .load()
-        .await;
-    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&cfg)
-            .force_path_style(true)
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::new(&cfg);
-    let sagemaker = aws_sdk_sagemaker::Client::new(&cfg);
-    for t in ["models", "jobs"] {
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |n: &str, k| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(k)
-                .build()
-                .unwrap()
-        };
-        ddb.create_table()
-            .table_name(t)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk"))
-            .attribute_definitions(attr("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .send()
-            .await
-            .unwrap();
-    }
-    s3.create_bucket().bucket("data").send().await.unwrap();
-    let topic = sns
-        .create_topic()
-        .name("wastesort-local-pipeline")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("email")
-        .endpoint("ops@example.com")
-        .send()
-        .await
-        .unwrap();
-    let settings = Settings::from_lookup(&|k| {
-        Some(
-            match k {
-                "APP_NAME" => "wastesort",
-                "APP_ENV" => "local",
-                "DATA_BUCKET" => "data",
-                "MODELS_TABLE" => "models",
-                "JOBS_TABLE" => "jobs",
-                "TOPIC_ARN" => topic.as_str(),
-                "ENDPOINT_NAME" => "wastesort-local-endpoint",
-                "SAGEMAKER_ROLE_ARN" => "arn:aws:iam::123456789012:role/wastesort-local-sagemaker",
-                "TRAINING_IMAGE" => {
-                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/waste-model@sha256:abc"
-                }
-                "HYPERPARAMETERS" => "{\"epochs\": \"2\"}",
-                _ => return None,
-            }
-            .to_string(),
-        )
-    })
-    .unwrap();
-    let p = Pipeline::with_clients(settings, ddb, s3.clone(), sns, sagemaker.clone());
+    let moto = start_moto().unwrap();
+    let p = moto.pipeline().await;
+    let (s3, sagemaker) = (p.s3.clone(), p.sagemaker.clone());
 
     // A data set with both channels; the trigger starts one run, its duplicate none.
     for key in [
@@ -288,7 +127,7 @@ async fn train_stage_email_accept_and_serve() {
         p.on_training(&late_failure).await.unwrap().is_none(),
         "an out-of-order event changes nothing"
     );
-    let mails = sent(moto.1);
+    let mails = moto.sent_emails();
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert!(
         mails[0]
@@ -337,7 +176,7 @@ async fn train_stage_email_accept_and_serve() {
         p.on_endpoint(&e.detail).await.unwrap().is_none(),
         "a repeated InService changes nothing"
     );
-    let mails = sent(moto.1);
+    let mails = moto.sent_emails();
     assert!(
         mails.iter().any(|(s, _)| s.contains("is InService")),
         "{mails:?}"
@@ -385,7 +224,8 @@ async fn train_stage_email_accept_and_serve() {
         failed.failure_reason.as_deref(),
         Some("AlgorithmError: class R is empty")
     );
-    assert!(sent(moto.1)
+    assert!(moto
+        .sent_emails()
         .iter()
         .any(|(s, m)| s.contains("failed") && m.contains("class R is empty")));
     assert_eq!(p.deployed().await.unwrap().unwrap().id, staged.id);

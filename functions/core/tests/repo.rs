@@ -5,97 +5,10 @@
 // Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use pipeline_core::metrics::{ConfusionMatrix, Metrics};
 use pipeline_core::repo::{Changes, Decision, ModelRecord, Repo, RepoError};
 use pipeline_core::status::ModelStatus;
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn moto() -> (Moto, aws_sdk_dynamodb::Client) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./dev setup",
-        python.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Moto(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "t",
-        ))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .load()
-        .await;
-    (guard, aws_sdk_dynamodb::Client::new(&cfg))
-}
-
-/// The same key schema as the stack's tables.
-async fn table(c: &aws_sdk_dynamodb::Client, name: &str) {
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    c.create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
-}
+use pipeline_core::testing::{create_table, start_moto};
 
 fn metrics() -> Metrics {
     Metrics {
@@ -136,9 +49,10 @@ fn record(id: &str, created: &str) -> ModelRecord {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conditional_writes_make_duplicates_and_races_harmless() {
-    let (_moto, c) = moto().await;
-    table(&c, "models").await;
-    table(&c, "jobs").await;
+    let moto = start_moto().unwrap();
+    let c = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    create_table(&c, "models").await;
+    create_table(&c, "jobs").await;
     let repo = Repo::new(c.clone(), "models", "jobs");
 
     assert!(repo

@@ -3,72 +3,20 @@
 //! document as JSON Schemas so every response is checked against what `openapi.yaml` says.
 
 // Test helpers may unwrap: a failure here is a test failure, reported where it happens.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use api::App;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderValue, Method};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use pipeline_core::metrics::{ConfusionMatrix, Metrics};
-use pipeline_core::pipeline::Pipeline;
 use pipeline_core::repo::{Changes, ModelRecord};
-use pipeline_core::settings::Settings;
 use pipeline_core::status::ModelStatus;
 use serde_json::Value;
 
-pub const ENDPOINT: &str = "wastesort-local-endpoint";
-
-pub struct Moto(Child, pub u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn start_moto() -> Moto {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./dev setup",
-        python.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto(child, port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
-}
+pub use pipeline_core::testing::{start_moto, Moto, ENDPOINT};
 
 /// The world a test runs in: moto, the app over it, and direct clients to inspect it.
 pub struct World {
@@ -81,92 +29,21 @@ pub struct World {
 }
 
 pub async fn world() -> World {
-    let moto = start_moto();
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "t",
-        ))
-        .endpoint_url(format!("http://127.0.0.1:{}", moto.1))
-        .load()
-        .await;
-    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&cfg)
-            .force_path_style(true)
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::new(&cfg);
-    let sagemaker = aws_sdk_sagemaker::Client::new(&cfg);
-    for t in ["models", "jobs"] {
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |n: &str, k| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(k)
-                .build()
-                .unwrap()
-        };
-        ddb.create_table()
-            .table_name(t)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk"))
-            .attribute_definitions(attr("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .send()
-            .await
-            .unwrap();
-    }
-    s3.create_bucket().bucket("data").send().await.unwrap();
-    let topic = sns
-        .create_topic()
-        .name("wastesort-local-pipeline")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let settings = Settings::from_lookup(&|k| {
-        Some(
-            match k {
-                "APP_NAME" => "wastesort",
-                "APP_ENV" => "local",
-                "DATA_BUCKET" => "data",
-                "MODELS_TABLE" => "models",
-                "JOBS_TABLE" => "jobs",
-                "TOPIC_ARN" => topic.as_str(),
-                "ENDPOINT_NAME" => ENDPOINT,
-                "SAGEMAKER_ROLE_ARN" => "arn:aws:iam::123456789012:role/wastesort-local-sagemaker",
-                "TRAINING_IMAGE" => {
-                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/waste-model@sha256:abc"
-                }
-                _ => return None,
-            }
-            .to_string(),
-        )
-    })
-    .unwrap();
-    let pipeline = Pipeline::with_clients(settings, ddb, s3.clone(), sns.clone(), sagemaker);
+    let moto = start_moto().unwrap();
+    let f = moto.fixture(None).await;
+    let (s3, sns) = (f.pipeline.s3.clone(), f.pipeline.sns.clone());
     let app = App {
-        pipeline,
-        runtime: aws_sdk_sagemakerruntime::Client::new(&cfg),
+        runtime: aws_sdk_sagemakerruntime::Client::new(&f.cfg),
+        pipeline: f.pipeline,
         code_sha256: "abc123".into(),
     };
     World {
         moto,
         app,
-        cfg,
+        cfg: f.cfg,
         s3,
         sns,
-        topic,
+        topic: f.topic,
     }
 }
 
