@@ -1,0 +1,339 @@
+//! The model directory (`<ml-root>/model/`): weights in `model.safetensors` and a self-describing
+//! `model.json` (labels, input size, normalisation, architecture, data set fingerprint,
+//! training settings and time). Loading checks every tensor against the architecture, so a
+//! mismatched or damaged directory is a clear error, never a panic or silent garbage. [`Model`]
+//! is what `serve`, `predict`, `evaluate` and `bench` run.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::CLASS_NAMES;
+use crate::imageio::{self, ImageError, Normalization};
+use crate::nn::{Arch, Network, NnError, Workspace};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const META_FILE: &str = "model.json";
+pub const FORMAT: &str = "waste-model/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("failed to read {path}: {source} (is --ml-root pointing at a trained model? expected <ml-root>/model/{META_FILE} and {WEIGHTS_FILE})")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid model description: {source}")]
+    Meta {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    Weights { path: String, reason: String },
+    #[error("model in {path} does not fit its description: {source}")]
+    Mismatch { path: String, source: NnError },
+    #[error("unsupported model format `{0}`; this binary reads `{FORMAT}`")]
+    Format(String),
+}
+
+/// Everything about a model except its weights.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelMeta {
+    pub format: String,
+    pub labels: Vec<String>,
+    pub input_size: usize,
+    pub normalization: Normalization,
+    pub architecture: Arch,
+    pub parameters: usize,
+    pub weights_file: String,
+    pub weights_sha256: String,
+    /// Data set fingerprint and counts (`synthetic: true` for `synth` data).
+    pub dataset: serde_json::Value,
+    /// Hyperparameters, start/end times, epochs run, best epoch.
+    pub training: serde_json::Value,
+}
+
+/// A loaded (or freshly trained) model, ready for inference.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub net: Network,
+    pub meta: ModelMeta,
+}
+
+/// One classification, as `/invocations` and `predict` report it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prediction {
+    pub label: String,
+    pub confidence: f32,
+    pub probabilities: BTreeMap<String, f32>,
+}
+
+thread_local! {
+    // One workspace per thread (server blocking threads, bench), reused across requests so
+    // inference never allocates its activation buffers.
+    static WORKSPACE: RefCell<Option<(Arch, Workspace)>> = const { RefCell::new(None) };
+}
+
+fn weights_bytes(net: &Network) -> Result<Vec<u8>, String> {
+    let specs = net.arch.param_specs();
+    let raw: Vec<Vec<u8>> = net
+        .params
+        .iter()
+        .map(|p| p.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = specs
+        .iter()
+        .zip(&raw)
+        .map(|((name, shape), bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), FORMAT.to_string());
+    safetensors::tensor::serialize(views, &Some(info)).map_err(|e| e.to_string())
+}
+
+fn iso8601(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant), valid for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Current time as ISO-8601 UTC.
+pub fn now_iso8601() -> String {
+    iso8601(std::time::SystemTime::now())
+}
+
+impl Model {
+    /// Wraps a trained network with its description; `weights_sha256` is filled in on save.
+    pub fn new(
+        net: Network,
+        normalization: Normalization,
+        dataset: serde_json::Value,
+        training: serde_json::Value,
+    ) -> Self {
+        let meta = ModelMeta {
+            format: FORMAT.into(),
+            labels: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            input_size: net.arch.input_size,
+            normalization,
+            parameters: net.param_count(),
+            architecture: net.arch.clone(),
+            weights_file: WEIGHTS_FILE.into(),
+            weights_sha256: String::new(),
+            dataset,
+            training,
+        };
+        Self { net, meta }
+    }
+
+    /// Writes `model.safetensors` and `model.json` into `dir` (created if needed).
+    pub fn save(&mut self, dir: &Path) -> Result<(), ArtifactError> {
+        let werr = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ArtifactError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(werr(dir))?;
+        let bytes = weights_bytes(&self.net).map_err(|reason| ArtifactError::Weights {
+            path: dir.join(WEIGHTS_FILE).display().to_string(),
+            reason,
+        })?;
+        self.meta.weights_sha256 = hex::encode(Sha256::digest(&bytes));
+        let wpath = dir.join(WEIGHTS_FILE);
+        std::fs::write(&wpath, &bytes).map_err(werr(&wpath))?;
+        let mpath = dir.join(META_FILE);
+        let json = serde_json::to_vec_pretty(&self.meta).map_err(|source| ArtifactError::Meta {
+            path: mpath.display().to_string(),
+            source,
+        })?;
+        std::fs::write(&mpath, json).map_err(werr(&mpath))
+    }
+
+    /// Loads a model directory written by [`Model::save`].
+    pub fn load(dir: &Path) -> Result<Self, ArtifactError> {
+        let rerr = |path: &PathBuf| {
+            let path = path.display().to_string();
+            move |source| ArtifactError::Read { path, source }
+        };
+        let mpath = dir.join(META_FILE);
+        let text = std::fs::read(&mpath).map_err(rerr(&mpath))?;
+        let meta: ModelMeta =
+            serde_json::from_slice(&text).map_err(|source| ArtifactError::Meta {
+                path: mpath.display().to_string(),
+                source,
+            })?;
+        if meta.format != FORMAT {
+            return Err(ArtifactError::Format(meta.format));
+        }
+        let wpath = dir.join(&meta.weights_file);
+        let bytes = std::fs::read(&wpath).map_err(rerr(&wpath))?;
+        let werr = |reason: String| ArtifactError::Weights {
+            path: wpath.display().to_string(),
+            reason,
+        };
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| werr(e.to_string()))?;
+        let mut params = Vec::new();
+        for (name, shape) in meta.architecture.param_specs() {
+            let t = st
+                .tensor(&name)
+                .map_err(|e| werr(format!("tensor `{name}`: {e}")))?;
+            if t.dtype() != Dtype::F32 || t.shape() != shape.as_slice() {
+                return Err(werr(format!(
+                    "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            params.push(
+                t.data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            );
+        }
+        let net = Network::from_params(meta.architecture.clone(), params).map_err(|source| {
+            ArtifactError::Mismatch {
+                path: dir.display().to_string(),
+                source,
+            }
+        })?;
+        if meta.labels.len() != net.arch.classes || meta.input_size != net.arch.input_size {
+            return Err(ArtifactError::Mismatch {
+                path: dir.display().to_string(),
+                source: NnError::Arch("labels or input_size disagree with the architecture".into()),
+            });
+        }
+        Ok(Self { net, meta })
+    }
+
+    /// The id reported when `MODEL_ID` is not set: derived from the weights' hash.
+    pub fn fingerprint_id(&self) -> String {
+        let h = if self.meta.weights_sha256.is_empty() {
+            weights_bytes(&self.net)
+                .map(|b| hex::encode(Sha256::digest(b)))
+                .unwrap_or_default()
+        } else {
+            self.meta.weights_sha256.clone()
+        };
+        format!("waste-model-{}", &h[..h.len().min(16)])
+    }
+
+    /// Class probabilities of one prepared (normalised CHW) input.
+    pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>, NnError> {
+        WORKSPACE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(a, _)| *a != self.net.arch) {
+                *slot = Some((self.net.arch.clone(), Workspace::new(&self.net.arch)));
+            }
+            match slot.as_mut() {
+                Some((_, ws)) => self.net.predict(input, ws),
+                None => Err(NnError::Arch("workspace missing".into())),
+            }
+        })
+    }
+
+    /// Decoded image bytes to a prepared input.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
+        imageio::prepare(bytes, self.meta.input_size, &self.meta.normalization)
+    }
+
+    pub fn prediction_from(&self, probs: &[f32]) -> Prediction {
+        let best = if probs.get(1).copied().unwrap_or(0.0) >= 0.5 {
+            1
+        } else {
+            0
+        };
+        Prediction {
+            label: self.meta.labels[best].clone(),
+            confidence: probs[best],
+            probabilities: self
+                .meta
+                .labels
+                .iter()
+                .cloned()
+                .zip(probs.iter().copied())
+                .collect(),
+        }
+    }
+
+    /// Image bytes to a prediction (decode, resize, normalise, forward).
+    pub fn predict_bytes(&self, bytes: &[u8]) -> Result<Prediction, ImageError> {
+        let x = self.prepare(bytes)?;
+        let probs = self
+            .probabilities(&x)
+            .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+        Ok(self.prediction_from(&probs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn weights_round_trip_exactly_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Network::new_random(Arch::default_for(64, 4), &mut Rng::new(5)).unwrap();
+        let mut m = Model::new(
+            net,
+            Normalization::default(),
+            serde_json::json!({}),
+            serde_json::json!({}),
+        );
+        m.save(dir.path()).unwrap();
+        let back = Model::load(dir.path()).unwrap();
+        assert_eq!(back.net.params, m.net.params);
+        assert_eq!(back.meta, m.meta);
+        assert!(back.fingerprint_id().starts_with("waste-model-"));
+
+        let w = dir.path().join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&w).unwrap();
+        std::fs::write(&w, &bytes[..bytes.len() - 10]).unwrap();
+        let err = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a valid safetensors"), "{err}");
+        let err = Model::load(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is --ml-root pointing at a trained model"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn iso8601_formats_known_instants() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_199);
+        assert_eq!(iso8601(t), "2024-02-29T23:59:59Z");
+        assert_eq!(iso8601(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}
