@@ -517,6 +517,69 @@ impl Pipeline {
             .await
     }
 
+    /// Retires a superseded model: it is no longer a rollback target, and its endpoint config
+    /// and SageMaker model are deleted (never the config the endpoint runs on).
+    pub async fn retire(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<ModelRecord, PipelineError> {
+        let model = self.repo.get_model(id).await?;
+        let config = model.endpoint_config.clone();
+        if let Some(c) = &config {
+            let live = self
+                .sagemaker
+                .describe_endpoint()
+                .endpoint_name(&self.settings.endpoint_name)
+                .send()
+                .await
+                .ok()
+                .and_then(|d| d.endpoint_config_name().map(str::to_string));
+            if live.as_deref() == Some(c.as_str()) {
+                return Err(PipelineError::Invalid(format!(
+                    "model {id}'s endpoint config {c} is the one the endpoint runs on; deploy another model first"
+                )));
+            }
+        }
+        let at = now();
+        let retired = self
+            .repo
+            .transition(
+                id,
+                &[ModelStatus::Superseded],
+                ModelStatus::Retired,
+                &at,
+                Changes {
+                    decision: Some(Decision {
+                        action: "retire".into(),
+                        by: by.into(),
+                        at: at.clone(),
+                        reason: reason.into(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let Some(c) = config {
+            // Names follow specs::endpoint_deployment: the model shares the config's suffix.
+            let model_name = c.replacen("-cfg-", "-model-", 1);
+            self.sagemaker
+                .delete_endpoint_config()
+                .endpoint_config_name(&c)
+                .send()
+                .await
+                .map_err(|e| aws("delete the retired endpoint config", &e))?;
+            let _ = self
+                .sagemaker
+                .delete_model()
+                .model_name(model_name)
+                .send()
+                .await;
+        }
+        Ok(retired)
+    }
+
     pub async fn reject(
         &self,
         id: &str,

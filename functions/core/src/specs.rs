@@ -172,8 +172,10 @@ pub fn endpoint_deployment(
         max_concurrency,
     } = *settings;
     let suffix = sagemaker_name(deployment_id);
+    // One suffix length for both names (room for the longer kind), so a config's model is
+    // found by swapping `-cfg-` for `-model-`.
     let name = |kind: &str| {
-        let room = NAME_MAX.saturating_sub(endpoint.len() + kind.len() + 2);
+        let room = NAME_MAX.saturating_sub(endpoint.len() + "model".len() + 2);
         let s: String = suffix
             .chars()
             .rev()
@@ -264,5 +266,14 @@ mod tests {
             "{a:?}"
         );
         assert_eq!(a.environment["MODEL_ID"], "m1");
+        let long = endpoint_deployment(&s, "m1", &"x".repeat(80), "s3://m");
+        assert_eq!(
+            long.config_name.replacen("-cfg-", "-model-", 1),
+            long.model_name
+        );
+        assert!(
+            valid_name(&long.config_name) && valid_name(&long.model_name),
+            "{long:?}"
+        );
     }
 }
