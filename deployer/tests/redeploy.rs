@@ -126,16 +126,13 @@ fn redeploy_updates_only_changed_functions_and_up_then_reconciles() {
     assert_eq!(same["updated"], 0, "{same}");
     assert_eq!(same["functions"].as_array().unwrap().len(), n);
 
-    // Change what the api handler answers, so its binary (not only its source) changes.
-    let lib = p.dir.path().join("functions/api/src/lib.rs");
-    let src = std::fs::read_to_string(&lib).unwrap();
-    let changed = src.replacen(
-        "\"status\": \"ok\",",
-        "\"status\": \"ok\", \"redeployed\": true,",
-        1,
-    );
+    // Change what the api handler answers: its health route reports the crate version, so a
+    // version bump changes the binary (a comment-only edit would not).
+    let manifest = p.dir.path().join("functions/api/Cargo.toml");
+    let src = std::fs::read_to_string(&manifest).unwrap();
+    let changed = src.replacen("version = \"0.1.0\"", "version = \"0.1.1\"", 1);
     assert_ne!(src, changed, "the test's edit must apply");
-    std::fs::write(&lib, changed).unwrap();
+    std::fs::write(&manifest, changed).unwrap();
 
     let one = p.json(&["redeploy"]);
     assert_eq!(one["updated"], 1, "{one}");
