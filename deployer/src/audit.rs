@@ -863,7 +863,6 @@ async fn iam(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
 // ---------------------------------------------------------------- KMS
 
 async fn kms(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
-    let p = scope.prefix();
     let mut out = Vec::new();
     let mut keys: Vec<String> = Vec::new();
     // Aliases of this stack, and the keys they point at.
@@ -961,7 +960,6 @@ async fn kms(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
         }
         out.push(f);
     }
-    let _ = p;
     out
 }
 

@@ -377,26 +377,8 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
     let mut uploaded = 0;
     for p in &built {
         let key = p.key();
-        let exists =
-            c.s3.head_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .is_ok();
-        if !exists {
-            let body = aws_sdk_s3::primitives::ByteStream::from_path(&p.zip_path)
-                .await
-                .with_context(|| format!("failed to read package {}", p.zip_path.display()))?;
-            c.s3.put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .body(body)
-                .checksum_sha256(p.code_sha256_b64())
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
-                .with_context(|| format!("failed to upload {key} to {bucket}"))?;
+        let new = upload_package(&c, &bucket, p).await?;
+        if new {
             uploaded += 1;
             rep.info(&format!("uploaded {key} ({} bytes)", p.size));
         }
@@ -405,7 +387,7 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
             key,
             sha256: p.sha256_hex.clone(),
             bytes: p.size,
-            uploaded: !exists,
+            uploaded: new,
         });
     }
 
@@ -497,6 +479,35 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         table(&["OUTPUT", "VALUE"], &rows)
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// Uploads a package under its content-hash key unless that key is already there (then the
+/// bytes are the same). Returns whether it uploaded. Shared by `up` and `redeploy`.
+pub(crate) async fn upload_package(c: &Clients, bucket: &str, p: &BuiltPackage) -> Result<bool> {
+    let key = p.key();
+    if c.s3
+        .head_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&p.zip_path)
+        .await
+        .with_context(|| format!("failed to read package {}", p.zip_path.display()))?;
+    c.s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(body)
+        .checksum_sha256(p.code_sha256_b64())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
+        .with_context(|| format!("failed to upload {key} to {bucket}"))?;
+    Ok(true)
 }
 
 /// Confirms settings CloudFormation was asked for and applies any that did not take. On AWS

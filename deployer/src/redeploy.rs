@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::aws::{self, Clients};
-use crate::commands::{announce, build, connect, ARTIFACTS_FILE};
+use crate::commands::{announce, build, connect, upload_package, ARTIFACTS_FILE};
 use crate::config::Environment;
 use crate::output::{emit, table, Format, Reporter};
 use crate::package::{self, BuiltPackage};
@@ -79,7 +79,7 @@ pub async fn run(
             })?;
         let changed = deployed.code_sha256() != Some(p.code_sha256_b64().as_str());
         if changed {
-            upload(&c, &bucket, p).await?;
+            upload_package(&c, &bucket, p).await?;
             c.lambda
                 .update_function_code()
                 .function_name(&function)
@@ -143,33 +143,6 @@ pub async fn run(
         )
     });
     Ok(ExitCode::SUCCESS)
-}
-
-async fn upload(c: &Clients, bucket: &str, p: &BuiltPackage) -> Result<()> {
-    let key = p.key();
-    if c.s3
-        .head_object()
-        .bucket(bucket)
-        .key(&key)
-        .send()
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let body = aws_sdk_s3::primitives::ByteStream::from_path(&p.zip_path)
-        .await
-        .with_context(|| format!("failed to read package {}", p.zip_path.display()))?;
-    c.s3.put_object()
-        .bucket(bucket)
-        .key(&key)
-        .body(body)
-        .checksum_sha256(p.code_sha256_b64())
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
-        .with_context(|| format!("failed to upload {key} to {bucket}"))?;
-    Ok(())
 }
 
 /// Waits until Lambda reports the code update Successful (or says why it failed).
