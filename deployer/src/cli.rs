@@ -102,10 +102,40 @@ pub enum DatasetCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
-    /// Is the emulator running, and where.
+    /// The emulator, the local cloud and the processes it runs (handlers, training, models).
     Status,
-    /// Print the emulator's log.
+    /// Print the local cloud's and the emulator's logs (function, training and endpoint logs
+    /// are under the state directory's logs/).
     Logs,
-    /// Stop the emulator (its in-memory state is lost).
+    /// Stop the local cloud and the emulator; state survives for the next `up`.
     Stop,
+    /// The mail the pipeline sent (SNS email lands in a local outbox).
+    #[command(after_help = "Example:\n  deployer local mail --output json")]
+    Mail,
+    /// Fire a schedule rule now (e.g. the retraining schedule), whatever its schedule.
+    #[command(after_help = "Example:\n  deployer local fire retrain-schedule")]
+    Fire {
+        /// The rule's name, with or without the <app>-<env>- prefix.
+        rule: String,
+    },
+    /// Run the local cloud in the foreground (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        moto_url: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value_t = 0)]
+        api_port: u16,
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        model_binary: Option<PathBuf>,
+        #[arg(long)]
+        model_sha256: Option<String>,
+        #[arg(long)]
+        restore: bool,
+    },
 }

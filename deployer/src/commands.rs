@@ -25,6 +25,31 @@ pub(crate) const ARTIFACTS_FILE: &str = "artifacts.json";
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Local(LocalCommand::Serve {
+        state_dir,
+        moto_url,
+        port,
+        api_port,
+        region,
+        model_binary,
+        model_sha256,
+        restore,
+    }) = cli.command
+    {
+        crate::localrun::serve(localcloud::Config {
+            state_dir,
+            moto_url,
+            port,
+            api_port,
+            region,
+            account: "123456789012".into(),
+            model_binary,
+            model_sha256,
+            restore,
+        })
+        .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rep = Reporter::new();
     let env = load_env(&cli)?;
     let result = dispatch(cli, &env, &rep).await;
@@ -40,7 +65,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCode> {
-    let (env, rep) = (env, rep);
+    // Commands that render the stack name the local model image by its hash, so the binary
+    // is built first (a no-op when it is current).
+    let renders = matches!(
+        cli.command,
+        Command::Up { .. } | Command::Plan | Command::Redeploy { .. }
+    ) || matches!(
+        cli.command,
+        Command::Render {
+            no_build: false,
+            ..
+        }
+    );
+    let resolved;
+    let env = if renders {
+        resolved = with_local_image(env, rep)?;
+        &resolved
+    } else {
+        env
+    };
     match cli.command {
         Command::Render { out, no_build } => render_cmd(env, out, no_build, cli.output, rep),
         Command::Plan => plan_cmd(env, cli.output, rep).await,
@@ -73,6 +116,72 @@ fn load_env(cli: &Cli) -> Result<Environment> {
     Ok(config::load(&path, &overrides, &|k| std::env::var(k).ok())?)
 }
 
+/// A local environment whose training image is the default gets the model binary's hashed
+/// name (`local://waste-model@sha256:<hex>`), the only image the local cloud runs.
+fn with_local_image(env: &Environment, rep: &Reporter) -> Result<Environment> {
+    let mut env = env.clone();
+    if env.target == Target::Local && env.training_image == crate::localrun::DEFAULT_IMAGE {
+        let started = Instant::now();
+        match crate::localrun::build_model_image(&env)? {
+            Some(img) => {
+                rep.info(&format!(
+                    "model image {} ({:.1} s)",
+                    img.image,
+                    started.elapsed().as_secs_f64()
+                ));
+                env.training_image = img.image;
+            }
+            None => rep.warn(
+                "this project has no model/ crate: training jobs cannot run in the local cloud",
+            ),
+        }
+    }
+    Ok(env)
+}
+
+/// The REST API's binary media types as the rendered app template declares them.
+fn template_binary_types(body: &str) -> Vec<String> {
+    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("Resources")?
+                .get("RestApi")?
+                .get("Properties")?
+                .get("BinaryMediaTypes")?
+                .as_sequence()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
+}
+
+/// The API and web URLs: the local gateway's for a local environment, the stack's output
+/// on AWS.
+fn urls(
+    env: &Environment,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> (Option<String>, Option<String>) {
+    match env.target {
+        Target::Local => match crate::localrun::running(&StateDir::new(&env.state_dir)) {
+            Some(c) => (
+                Some(format!("{}/{}/api", c.api_base, env.api_stage)),
+                Some(format!("{}/{}/", c.api_base, env.api_stage)),
+            ),
+            None => (None, None),
+        },
+        Target::Aws => {
+            let api = outputs.get("ApiUrl").cloned();
+            let web = api
+                .as_deref()
+                .map(|a| format!("{}/", a.trim_end_matches("/api")));
+            (api, web)
+        }
+    }
+}
+
 pub(crate) fn poll(env: &Environment) -> Poll {
     match env.target {
         Target::Local => Poll::for_local(),
@@ -84,7 +193,8 @@ pub(crate) fn poll(env: &Environment) -> Poll {
 pub(crate) async fn connect(env: &Environment, rep: &Reporter) -> Result<(Clients, String)> {
     let endpoints = match env.target {
         Target::Local => {
-            let e = emulator::ensure_running(env).context("failed to start the local emulator")?;
+            let r = crate::localrun::ensure(env).context("failed to start the local cloud")?;
+            let e = &r.emulator;
             if e.reused {
                 rep.info(&format!(
                     "reusing the local emulator on port {} (pid {})",
@@ -98,12 +208,32 @@ pub(crate) async fn connect(env: &Environment, rep: &Reporter) -> Result<(Client
                     e.log.display()
                 ));
             }
+            if r.reused {
+                rep.info(&format!(
+                    "reusing the local cloud at {} (pid {})",
+                    r.cloud.url, r.cloud.pid
+                ));
+            } else {
+                rep.info(&format!(
+                    "started the local cloud at {} (pid {}){}",
+                    r.cloud.url,
+                    r.cloud.pid,
+                    if r.cloud.restored_calls > 0 {
+                        format!(
+                            ", restored {} recorded calls into the emulator",
+                            r.cloud.restored_calls
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
             let state = StateDir::new(&env.state_dir);
             Some(
                 state
                     .read_json::<Endpoints>(emulator::ENDPOINTS_FILE)?
                     .unwrap_or(Endpoints {
-                        default: e.endpoint.clone(),
+                        default: r.cloud.url.clone(),
                         services: Default::default(),
                     }),
             )
@@ -319,6 +449,10 @@ async fn plan_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result<E
 #[derive(Debug, Serialize)]
 struct UpReport {
     environment: String,
+    /// The pipeline API's base URL (`…/<stage>/api`).
+    api_url: Option<String>,
+    /// The web app's URL (`…/<stage>/`).
+    web_url: Option<String>,
     account: String,
     region: String,
     endpoint: Option<String>,
@@ -428,11 +562,20 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
     }
     // Only after a stack changed: the emulator accepts some of these settings through the API
     // but does not report them back, so checking them on every run would re-apply them forever.
-    let reconciled = if deployed.iter().any(|d| d.changed) {
+    let mut reconciled = if deployed.iter().any(|d| d.changed) {
         reconcile(&c, &with_artifacts, rep).await?
     } else {
         Vec::new()
     };
+    reconciled.extend(
+        reconcile_binary_types(
+            &c,
+            &with_artifacts,
+            &template_binary_types(&stacks[1].body),
+            rep,
+        )
+        .await?,
+    );
 
     let manifest = ArtifactManifest {
         functions: built
@@ -452,8 +595,11 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
     StateDir::new(&env.state_dir).write_json(ARTIFACTS_FILE, &manifest)?;
 
     let changed = deployed.iter().any(|d| d.changed) || uploaded > 0 || !reconciled.is_empty();
+    let (api_url, web_url) = urls(env, &outputs);
     let report = UpReport {
         environment: env.name.clone(),
+        api_url,
+        web_url,
         account,
         region: c.region.clone(),
         endpoint: c.endpoint.clone(),
@@ -470,11 +616,20 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         rep.info("no changes: both stacks are up to date and nothing was uploaded");
     }
     emit(format, &report, || {
-        let mut rows: Vec<Vec<String>> = report
-            .outputs
-            .iter()
-            .map(|(k, v)| vec![k.clone(), v.clone()])
-            .collect();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        if let Some(u) = &report.web_url {
+            rows.push(vec!["web URL".into(), u.clone()]);
+        }
+        if let Some(u) = &report.api_url {
+            rows.push(vec!["API URL".into(), u.clone()]);
+        }
+        rows.extend(
+            report
+                .outputs
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.clone()])
+                .collect::<Vec<_>>(),
+        );
         rows.push(vec!["ArtifactBucketName".into(), bucket.clone()]);
         table(&["OUTPUT", "VALUE"], &rows)
     });
@@ -514,6 +669,58 @@ pub(crate) async fn upload_package(c: &Clients, bucket: &str, p: &BuiltPackage) 
 /// these are no-ops; the local emulator ignores bucket versioning, EventBridge notifications and
 /// DynamoDB point-in-time recovery in templates (local-emulator.md), so they are set here through
 /// each service's own API rather than accepted as a gap.
+/// The REST API's binary media types. The emulator skips them in templates but reports
+/// them back, so unlike [`reconcile`] this check runs on every `up` (a restored emulator has
+/// a new API without them).
+async fn reconcile_binary_types(
+    c: &Clients,
+    outputs: &std::collections::BTreeMap<String, String>,
+    binary_types: &[String],
+    rep: &Reporter,
+) -> Result<Option<String>> {
+    let mut applied = Vec::new();
+    if let Some(api) = outputs.get("RestApiId") {
+        let have: Vec<String> = c
+            .apigateway
+            .get_rest_api()
+            .rest_api_id(api)
+            .send()
+            .await
+            .map(|a| a.binary_media_types().to_vec())
+            .unwrap_or_default();
+        let missing: Vec<&String> = binary_types.iter().filter(|t| !have.contains(t)).collect();
+        if !missing.is_empty() {
+            let ops: Vec<aws_sdk_apigateway::types::PatchOperation> = missing
+                .iter()
+                .map(|t| {
+                    aws_sdk_apigateway::types::PatchOperation::builder()
+                        .op(aws_sdk_apigateway::types::Op::Add)
+                        // JSON Pointer: '/' inside a value is written '~1'. AWS reads the type
+                        // from the path; the emulator from the value, so both carry it.
+                        .path(format!("/binaryMediaTypes/{}", t.replace('/', "~1")))
+                        .value(t.as_str())
+                        .build()
+                })
+                .collect();
+            c.apigateway
+                .update_rest_api()
+                .rest_api_id(api)
+                .set_patch_operations(Some(ops))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
+                .with_context(|| format!("failed to set binary media types on REST API {api}"))?;
+            applied.push(format!("API Gateway binary media types on {api}"));
+        }
+    }
+    for a in &applied {
+        rep.info(&format!(
+            "applied {a} (the template asks for it; the target had not set it)"
+        ));
+    }
+    Ok(applied.pop())
+}
+
 async fn reconcile(
     c: &Clients,
     outputs: &std::collections::BTreeMap<String, String>,
@@ -799,8 +1006,16 @@ async fn down_cmd(
     }
     let billable: Vec<&Finding> = left.iter().filter(|f| f.billable).collect();
     let monthly: f64 = billable.iter().map(|f| f.monthly_usd).sum();
-    let emulator_stopped =
-        env.target == Target::Local && emulator::stop(&StateDir::new(&env.state_dir));
+    let emulator_stopped = if env.target == Target::Local {
+        let (cloud, emu) = crate::localrun::stop(&StateDir::new(&env.state_dir));
+        crate::localrun::forget(env);
+        if cloud {
+            rep.info("stopped the local cloud and every process it ran");
+        }
+        emu
+    } else {
+        false
+    };
     if emulator_stopped {
         rep.info("stopped the local emulator");
     }
@@ -1030,12 +1245,47 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
 // ---------------------------------------------------------------- local
 
 #[derive(Debug, Serialize)]
-struct LocalStatus {
+struct ProcStatus {
     running: bool,
     pid: Option<u32>,
     port: Option<u16>,
     endpoint: Option<String>,
     log: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LocalStatus {
+    emulator: ProcStatus,
+    localcloud: LocalCloudStatus,
+    processes: Vec<serde_json::Value>,
+    endpoints: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct LocalCloudStatus {
+    #[serde(flatten)]
+    proc: ProcStatus,
+    api_port: Option<u16>,
+    api_url: Option<String>,
+    web_url: Option<String>,
+}
+
+fn local_get(port: u16, method: &str, path: &str) -> Result<serde_json::Value> {
+    let (status, body) = crate::http::request(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        method,
+        path,
+        b"",
+        std::time::Duration::from_secs(10),
+    )
+    .with_context(|| format!("failed to reach the local cloud on port {port}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status >= 400 {
+        let msg = v["error"]["message"].as_str().unwrap_or("request failed");
+        let fix = v["error"]["fix"].as_str().unwrap_or("");
+        bail!("{msg}; {fix}");
+    }
+    Ok(v)
 }
 
 fn local_cmd(env: &Environment, cmd: LocalCommand, format: Format) -> Result<ExitCode> {
@@ -1046,37 +1296,165 @@ fn local_cmd(env: &Environment, cmd: LocalCommand, format: Format) -> Result<Exi
         );
     }
     let state = StateDir::new(&env.state_dir);
+    let not_running = || {
+        anyhow::anyhow!(
+            "the local cloud of environment '{}' is not running; start it with `deployer up`",
+            env.name
+        )
+    };
     match cmd {
         LocalCommand::Status => {
             let e = emulator::running(&state);
+            let c = crate::localrun::running(&state);
+            let detail = c
+                .as_ref()
+                .and_then(|c| local_get(c.port, "GET", "/_localcloud/status").ok());
             let s = LocalStatus {
-                running: e.is_some(),
-                pid: e.as_ref().map(|e| e.pid),
-                port: e.as_ref().map(|e| e.port),
-                endpoint: e.as_ref().map(|e| e.endpoint.clone()),
-                log: state.file("emulator.log").display().to_string(),
+                emulator: ProcStatus {
+                    running: e.is_some(),
+                    pid: e.as_ref().map(|e| e.pid),
+                    port: e.as_ref().map(|e| e.port),
+                    endpoint: e.as_ref().map(|e| e.endpoint.clone()),
+                    log: state.file("emulator.log").display().to_string(),
+                },
+                localcloud: LocalCloudStatus {
+                    proc: ProcStatus {
+                        running: c.is_some(),
+                        pid: c.as_ref().map(|c| c.pid),
+                        port: c.as_ref().map(|c| c.port),
+                        endpoint: c.as_ref().map(|c| c.url.clone()),
+                        log: state.file(crate::localrun::LOG_FILE).display().to_string(),
+                    },
+                    api_port: c.as_ref().map(|c| c.api_port),
+                    api_url: c
+                        .as_ref()
+                        .map(|c| format!("{}/{}/api", c.api_base, env.api_stage)),
+                    web_url: c
+                        .as_ref()
+                        .map(|c| format!("{}/{}/", c.api_base, env.api_stage)),
+                },
+                processes: detail
+                    .as_ref()
+                    .and_then(|d| d["processes"].as_array().cloned())
+                    .unwrap_or_default(),
+                endpoints: detail
+                    .as_ref()
+                    .and_then(|d| d["endpoints"].as_array().cloned())
+                    .unwrap_or_default(),
             };
-            emit(format, &s, || match &e {
-                Some(e) => format!("emulator running: pid {}, {}\n", e.pid, e.endpoint),
-                None => "emulator not running\n".into(),
+            emit(format, &s, || {
+                let mut out = match &e {
+                    Some(e) => format!("emulator     running: pid {}, {}\n", e.pid, e.endpoint),
+                    None => "emulator     not running\n".into(),
+                };
+                match &c {
+                    Some(c) => out.push_str(&format!(
+                        "local cloud  running: pid {}, AWS endpoint {}, API {}/{}/api\n",
+                        c.pid, c.url, c.api_base, env.api_stage
+                    )),
+                    None => out.push_str("local cloud  not running\n"),
+                }
+                let rows: Vec<Vec<String>> = s
+                    .processes
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p["pid"].to_string(),
+                            p["kind"].as_str().unwrap_or_default().to_string(),
+                            p["name"].as_str().unwrap_or_default().to_string(),
+                            p["started"].as_str().unwrap_or_default().to_string(),
+                        ]
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    out.push('\n');
+                    out.push_str(&table(&["PID", "KIND", "NAME", "STARTED"], &rows));
+                }
+                out
             });
         }
         LocalCommand::Logs => {
-            let path = state.file("emulator.log");
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            print!("{text}");
+            for (title, file) in [
+                ("local cloud", state.file(crate::localrun::LOG_FILE)),
+                ("emulator", state.file("emulator.log")),
+            ] {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                println!("==> {title}: {} <==", file.display());
+                print!("{text}");
+            }
+            let logs = env.state_dir.join("logs");
+            if logs.is_dir() {
+                eprintln!(
+                    "function, training and endpoint logs: {}/{{lambda,training,endpoint}}/",
+                    logs.display()
+                );
+            }
         }
         LocalCommand::Stop => {
-            let stopped = emulator::stop(&state);
+            let (cloud, emu) = crate::localrun::stop(&state);
             eprintln!(
                 "{}",
-                if stopped {
-                    "stopped the local emulator"
-                } else {
-                    "the local emulator was not running"
+                match (cloud, emu) {
+                    (false, false) => "the local cloud and the emulator were not running".to_string(),
+                    _ => "stopped the local cloud and the emulator; `deployer up` brings them back with their state".to_string(),
                 }
             );
         }
+        LocalCommand::Mail => {
+            let c = crate::localrun::running(&state);
+            let mail: Vec<serde_json::Value> = match &c {
+                Some(c) => local_get(c.port, "GET", "/_localcloud/mail")?
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                // Stopped: the outbox file is still there.
+                None => std::fs::read_to_string(env.state_dir.join("localcloud/outbox.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect(),
+            };
+            emit(format, &mail, || {
+                if mail.is_empty() {
+                    return "no mail yet\n".to_string();
+                }
+                let mut out = String::new();
+                for m in &mail {
+                    let to: Vec<&str> = m["recipients"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "--- {}  to: {}\nSubject: {}\n\n{}\n\n",
+                        m["time"].as_str().unwrap_or_default(),
+                        if to.is_empty() {
+                            "(no email subscribers)".to_string()
+                        } else {
+                            to.join(", ")
+                        },
+                        m["subject"].as_str().unwrap_or_default(),
+                        m["body"].as_str().unwrap_or_default().trim_end()
+                    ));
+                }
+                out
+            });
+        }
+        LocalCommand::Fire { rule } => {
+            let c = crate::localrun::running(&state).ok_or_else(not_running)?;
+            let full = if rule.starts_with(&format!("{}-", env.prefix())) {
+                rule
+            } else {
+                format!("{}-{rule}", env.prefix())
+            };
+            let v = local_get(c.port, "POST", &format!("/_localcloud/fire/{full}"))?;
+            emit(format, &v, || {
+                format!(
+                    "fired {full}: {} target(s) invoked\n",
+                    v["targets"].as_u64().unwrap_or(0)
+                )
+            });
+        }
+        LocalCommand::Serve { .. } => bail!("`deployer local serve` is started by `deployer up`"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -221,7 +221,17 @@ impl Layer {
             endpoint_variant: get("DEPLOYER_ENDPOINT_VARIANT"),
             training_image: get("DEPLOYER_TRAINING_IMAGE"),
             primary_metric: get("DEPLOYER_PRIMARY_METRIC"),
-            hyperparameters: None,
+            // A JSON object of strings, as the functions' HYPERPARAMETERS variable holds.
+            hyperparameters: match get("DEPLOYER_HYPERPARAMETERS") {
+                None => None,
+                Some(v) => Some(serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
+                    key: "DEPLOYER_HYPERPARAMETERS".into(),
+                    value: v.clone(),
+                    why: format!(
+                        "a JSON object of strings is expected, e.g. {{\"epochs\": \"3\"}} ({e})"
+                    ),
+                })?),
+            },
         })
     }
 }

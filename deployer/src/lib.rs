@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod emulator;
 pub mod http;
+pub mod localrun;
 pub mod output;
 pub mod package;
 pub mod redeploy;

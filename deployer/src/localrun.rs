@@ -1,0 +1,351 @@
+//! The local cloud's lifecycle, next to the emulator's: the model "image" (the release
+//! `waste-model` binary, copied under the state directory and named by its SHA-256 as
+//! `local://waste-model@sha256:<hex>`), and the `localcloud` runtime process that this same
+//! executable runs in the background (`deployer local serve`, hidden). `up` starts or reuses
+//! both; when the emulator had to be started afresh, the runtime replays the recorded calls
+//! into it so nothing is lost across `local stop` / `up`. Ports are kept across restarts so
+//! the API URL a user bookmarked stays the same.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::config::Environment;
+use crate::emulator::{self, Emulator};
+use crate::state::{Endpoints, StateDir};
+
+pub const IMAGE_FILE: &str = "model-image.json";
+pub const LOG_FILE: &str = "localcloud.log";
+const PORTS_FILE: &str = "localcloud.ports.json";
+/// The training image setting that means "the model binary this project builds".
+pub const DEFAULT_IMAGE: &str = "local://waste-model";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalRunError {
+    #[error("failed to build the model binary (cargo build --release -p waste-model): {0}")]
+    Build(String),
+    #[error("the local cloud exited while starting: {last_line}; see {log}")]
+    Exited { last_line: String, log: String },
+    #[error("the local cloud did not start within {secs} s; see {log}")]
+    Timeout { secs: u64, log: String },
+    #[error("cannot start the local cloud: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelImage {
+    pub image: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Ports {
+    port: u16,
+    api_port: u16,
+}
+
+/// The local cloud as `up` found or started it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub emulator: Emulator,
+    pub cloud: localcloud::RunInfo,
+    pub reused: bool,
+}
+
+/// Builds the release model binary (a no-op when it is current), copies it under the state
+/// directory by hash and records it. `None` when the project has no model crate.
+pub fn build_model_image(env: &Environment) -> Result<Option<ModelImage>, LocalRunError> {
+    if !env.root.join("model/Cargo.toml").is_file() {
+        return Ok(None);
+    }
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "waste-model",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(&env.root)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| LocalRunError::Build(e.to_string()))?;
+    if !out.status.success() {
+        return Err(LocalRunError::Build(format!(
+            "cargo exited with {}",
+            out.status
+        )));
+    }
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "waste-model")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| LocalRunError::Build("cargo reported no waste-model executable".into()))?;
+    let bytes = std::fs::read(&exe)?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let state = StateDir::new(&env.state_dir);
+    state.ensure()?;
+    let dir = env.state_dir.join("images");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("waste-model-{}", &sha[..16]));
+    if !path.is_file() {
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, &bytes)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let image = ModelImage {
+        image: format!("{DEFAULT_IMAGE}@sha256:{sha}"),
+        path,
+        sha256: sha,
+    };
+    state.write_json(IMAGE_FILE, &image)?;
+    Ok(Some(image))
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+fn healthy(port: u16) -> bool {
+    crate::http::request(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        "GET",
+        "/_localcloud/health",
+        b"",
+        Duration::from_millis(800),
+    )
+    .map(|(status, _)| status == 200)
+    .unwrap_or(false)
+}
+
+/// The local cloud recorded in the state directory, if it runs and answers.
+pub fn running(state: &StateDir) -> Option<localcloud::RunInfo> {
+    let info: localcloud::RunInfo = state.read_json(localcloud::RUN_FILE).ok()??;
+    (alive(info.pid) && healthy(info.port)).then_some(info)
+}
+
+/// Starts (or reuses) the emulator and the local cloud, and points `endpoints.json` at the
+/// local cloud's front door.
+pub fn ensure(env: &Environment) -> Result<Running, LocalRunError> {
+    let state = StateDir::new(&env.state_dir);
+    let emu = emulator::ensure_running(env)?;
+    let image: Option<ModelImage> = state.read_json(IMAGE_FILE)?;
+    let current = running(&state);
+    let reusable = current.as_ref().is_some_and(|c| {
+        emu.reused
+            && same_executable(c.pid)
+            && c.moto_url == emu.endpoint
+            && image
+                .as_ref()
+                .is_none_or(|i| model_sha_of(c.pid).as_deref() == Some(i.sha256.as_str()))
+    });
+    let (cloud, reused) = match current {
+        Some(c) if reusable => (c, true),
+        other => {
+            if let Some(c) = other {
+                stop_pid(c.pid);
+            }
+            (start(env, &emu, image.as_ref(), !emu.reused)?, false)
+        }
+    };
+    state.write_json(
+        emulator::ENDPOINTS_FILE,
+        &Endpoints {
+            default: cloud.url.clone(),
+            services: Default::default(),
+        },
+    )?;
+    Ok(Running {
+        emulator: emu,
+        cloud,
+        reused,
+    })
+}
+
+/// Whether a running local cloud runs this very deployer build (a rebuilt deployer
+/// replaces the file, and /proc then shows the old one as deleted).
+fn same_executable(pid: u32) -> bool {
+    let Ok(theirs) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let Ok(ours) = std::env::current_exe() else {
+        return false;
+    };
+    theirs == ours
+}
+
+/// The model hash a running local cloud was started with (from its command line).
+fn model_sha_of(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let i = args.iter().position(|a| a == "--model-sha256")?;
+    args.get(i + 1).cloned()
+}
+
+fn start(
+    env: &Environment,
+    emu: &Emulator,
+    image: Option<&ModelImage>,
+    restore: bool,
+) -> Result<localcloud::RunInfo, LocalRunError> {
+    let state = StateDir::new(&env.state_dir);
+    state.ensure()?;
+    state.remove(localcloud::RUN_FILE);
+    let ports: Ports = state.read_json(PORTS_FILE)?.unwrap_or_default();
+    let free = |p: u16| p != 0 && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let port = if free(ports.port) { ports.port } else { 0 };
+    let api_port = if free(ports.api_port) {
+        ports.api_port
+    } else {
+        0
+    };
+    let log_path = state.file(LOG_FILE);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["local", "serve", "--state-dir"])
+        .arg(&env.state_dir)
+        .args(["--moto-url", &emu.endpoint])
+        .args(["--port", &port.to_string()])
+        .args(["--api-port", &api_port.to_string()])
+        .args(["--region", env.region.as_deref().unwrap_or("us-east-1")]);
+    if let Some(i) = image {
+        cmd.arg("--model-binary")
+            .arg(&i.path)
+            .args(["--model-sha256", &i.sha256]);
+    }
+    if restore {
+        cmd.arg("--restore");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: the runtime's children (handlers, training, model servers)
+        // share it, so `local stop` ends them all, and Ctrl-C in the user's terminal does not.
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id();
+    let started = Instant::now();
+    // Replaying a long recording takes a while; a minute covers thousands of calls.
+    let limit = Duration::from_secs(120);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(LocalRunError::Exited {
+                last_line: last_line(&log_path),
+                log: log_path.display().to_string(),
+            });
+        }
+        if let Ok(Some(info)) = state.read_json::<localcloud::RunInfo>(localcloud::RUN_FILE) {
+            if info.pid == pid && healthy(info.port) {
+                state.write_json(
+                    PORTS_FILE,
+                    &Ports {
+                        port: info.port,
+                        api_port: info.api_port,
+                    },
+                )?;
+                drop(child);
+                return Ok(info);
+            }
+        }
+        if started.elapsed() > limit {
+            stop_pid(pid);
+            let _ = child.wait();
+            return Err(LocalRunError::Timeout {
+                secs: limit.as_secs(),
+                log: log_path.display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to the local cloud's process group (it and every process it started), then
+/// SIGKILL after 5 s.
+fn stop_pid(pid: u32) {
+    let group = format!("-{pid}");
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the local cloud and the emulator. Returns (cloud was running, emulator was running).
+pub fn stop(state: &StateDir) -> (bool, bool) {
+    let info: Option<localcloud::RunInfo> = state.read_json(localcloud::RUN_FILE).ok().flatten();
+    let cloud = match info {
+        Some(i) if alive(i.pid) => {
+            stop_pid(i.pid);
+            true
+        }
+        _ => false,
+    };
+    state.remove(localcloud::RUN_FILE);
+    (cloud, emulator::stop(state))
+}
+
+/// After `down`: the recording, SageMaker records, outbox and work files describe resources
+/// that no longer exist.
+pub fn forget(env: &Environment) {
+    let _ = std::fs::remove_dir_all(env.state_dir.join("localcloud"));
+    let _ = std::fs::remove_dir_all(env.state_dir.join("logs"));
+}
+
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "no output".into())
+}
+
+/// Runs the local cloud in this process (the hidden `deployer local serve`).
+pub async fn serve(cfg: localcloud::Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .try_init();
+    localcloud::run(cfg)
+        .await
+        .context("failed to run the local cloud")
+}

@@ -1,0 +1,119 @@
+//! The front door: the one endpoint (`AWS_ENDPOINT_URL`) every SDK client of the deployer and
+//! the handlers uses locally. It routes by the SigV4 credential scope's service: SageMaker
+//! and sagemaker-runtime are served here, Lambda `Invoke` runs the function, EventBridge
+//! `PutEvents` is delivered here; S3 and SNS pass through to moto and then emit their side
+//! effects (Object Created events, mail in the outbox); everything else passes through
+//! untouched. `/_localcloud/*` is the control API behind `deployer local ...`.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::json;
+
+use crate::cloud::Cloud;
+use crate::httpx::{self, aws_json_error, Req, Resp};
+
+/// S3 and Lambda accept bodies far larger than the pipeline sends; 64 MB bounds memory.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn serve(cloud: Arc<Cloud>, listener: tokio::net::TcpListener) {
+    // Serves for the life of the process: the task handle is not needed.
+    drop(httpx::serve(listener, move |req: Request<Incoming>| {
+        let cloud = cloud.clone();
+        async move {
+            match Req::read(req, BODY_LIMIT).await {
+                Ok(r) => route(&cloud, r).await,
+                Err(e) => {
+                    aws_json_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &e)
+                }
+            }
+        }
+    }));
+}
+
+async fn route(cloud: &Arc<Cloud>, req: Req) -> Resp {
+    let path = req.path().to_string();
+    if let Some(rest) = path.strip_prefix("/_localcloud/") {
+        return control(cloud, rest, &req).await;
+    }
+    let service = req.signing_service().unwrap_or_default();
+    if service == "sagemaker" || path.starts_with("/endpoints/") {
+        if path.starts_with("/endpoints/") && path.ends_with("/invocations") {
+            return crate::sagemaker::invoke_endpoint(cloud, &req).await;
+        }
+        return crate::sagemaker::handle(cloud, &req).await;
+    }
+    if service == "events" && req.action().as_deref() == Some("PutEvents") {
+        return crate::bus::put_events_api(cloud, &req).await;
+    }
+    if service == "lambda" && req.method == Method::POST {
+        if let Some(name) = path
+            .strip_prefix("/2015-03-31/functions/")
+            .and_then(|r| r.strip_suffix("/invocations"))
+        {
+            return crate::lambda::invoke_api(cloud, name, &req).await;
+        }
+    }
+    let resp = match forward(cloud, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return aws_json_error(
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                &format!("the emulator did not answer ({e}); is it running? `deployer local status` shows it"),
+            )
+        }
+    };
+    if resp.status.is_success() {
+        match service.as_str() {
+            "s3" => crate::s3events::after(cloud, &req, &resp).await,
+            "sns" => crate::outbox::after(cloud, &req, &resp).await,
+            _ => {}
+        }
+    }
+    resp.into_response()
+}
+
+/// Passes a request to moto and records it if it changed state.
+pub async fn forward(cloud: &Cloud, req: &Req) -> Result<httpx::Buffered, String> {
+    let resp = cloud.http.send(&cloud.cfg.moto_url, req).await?;
+    if resp.status.is_success() && crate::record::is_mutating(req) {
+        cloud.recorder.record(req);
+    }
+    Ok(resp)
+}
+
+async fn control(cloud: &Arc<Cloud>, rest: &str, req: &Req) -> Resp {
+    match (req.method.clone(), rest) {
+        (Method::GET, "health") => httpx::json(StatusCode::OK, &json!({ "ok": true })),
+        (Method::GET, "status") => httpx::json(
+            StatusCode::OK,
+            &json!({
+                "pid": std::process::id(),
+                "url": cloud.front_url,
+                "api_base": cloud.api_base,
+                "processes": cloud.procs.list(),
+                "endpoints": cloud.sagemaker.endpoint_summaries(),
+            }),
+        ),
+        (Method::GET, "mail") => httpx::json(
+            StatusCode::OK,
+            &serde_json::Value::Array(cloud.outbox.list()),
+        ),
+        (Method::POST, r) if r.starts_with("fire/") => {
+            let rule = &r["fire/".len()..];
+            match crate::bus::fire(cloud, rule).await {
+                Ok(n) => httpx::json(StatusCode::OK, &json!({ "rule": rule, "targets": n })),
+                Err(e) => httpx::json(
+                    StatusCode::NOT_FOUND,
+                    &json!({ "error": { "code": "RuleNotFound", "message": e, "fix": "list the stack's rules with `deployer status`; schedule rules are named <app>-<env>-retrain-schedule" } }),
+                ),
+            }
+        }
+        _ => httpx::json(
+            StatusCode::NOT_FOUND,
+            &json!({ "error": { "code": "NotFound", "message": format!("no local cloud control route {rest}"), "fix": "use `deployer local status|logs|mail|fire`" } }),
+        ),
+    }
+}
