@@ -92,11 +92,19 @@ pub enum Command {
 pub enum DatasetCommand {
     /// Upload a labelled image folder as a new data set; its `_READY` marker starts training.
     #[command(
-        after_help = "Examples:\n  deployer dataset push ~/data/waste      # TRAIN/ and TEST/ with O/ and R/ inside\n  deployer dataset push ./photos          # O/ and R/ (or organic/ recyclable/) only"
+        after_help = "Examples:\n  deployer dataset push ~/data/waste      # TRAIN/ and TEST/ with O/ and R/ inside\n  deployer dataset push ./photos          # O/ and R/ (or organic/ recyclable/) only\n  deployer dataset push --synth 600       # 600 synthetic demo images"
     )]
     Push {
-        /// The folder to upload.
-        dir: PathBuf,
+        /// The folder to upload: the Kaggle layout (TRAIN/ and TEST/) or class folders.
+        #[arg(required_unless_present = "synth", conflicts_with = "synth")]
+        dir: Option<PathBuf>,
+        /// Push a synthetic data set of N labelled images instead (demo data, made by the
+        /// model binary's `synth`).
+        #[arg(long, value_name = "N")]
+        synth: Option<usize>,
+        /// Seed of the synthetic data set (another seed gives other images).
+        #[arg(long, default_value_t = 42, requires = "synth")]
+        seed: u64,
     },
 }
 

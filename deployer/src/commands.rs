@@ -90,8 +90,14 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
         Command::Up { yes } => up_cmd(env, yes, cli.output, rep).await,
         Command::Down { yes } => down_cmd(env, yes, cli.output, rep).await,
         Command::Status => status_cmd(env, cli.output, rep).await,
-        Command::Dataset(crate::cli::DatasetCommand::Push { dir }) => {
-            crate::dataset::push(env, &dir, cli.output, rep).await
+        Command::Dataset(crate::cli::DatasetCommand::Push { dir, synth, seed }) => {
+            match (dir, synth) {
+                (Some(dir), _) => crate::dataset::push(env, &dir, cli.output, rep).await,
+                (None, Some(n)) => {
+                    crate::dataset::push_synthetic(env, n, seed, cli.output, rep).await
+                }
+                (None, None) => bail!("name a folder to push, or pass --synth N for demo data"),
+            }
         }
         Command::Redeploy { functions } => {
             crate::redeploy::run(env, &functions, cli.output, rep).await
@@ -135,6 +141,10 @@ fn with_local_image(env: &Environment, rep: &Reporter) -> Result<Environment> {
                 "this project has no model/ crate: training jobs cannot run in the local cloud",
             ),
         }
+    }
+    if env.target == Target::Local {
+        let port = crate::localrun::planned_api_port(&env)?;
+        env.web_url = Some(format!("http://127.0.0.1:{port}/{}/", env.api_stage));
     }
     Ok(env)
 }

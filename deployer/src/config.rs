@@ -287,6 +287,9 @@ pub struct Environment {
     pub root: PathBuf,
     /// `.deployer/<env>/` under the root, or `$DEPLOYER_STATE_DIR/<env>/`.
     pub state_dir: PathBuf,
+    /// The web app's URL when it is known before deploying (the local gateway's port); emails
+    /// link to its review page. `None`: the stack derives it from the REST API.
+    pub web_url: Option<String>,
 }
 
 impl Environment {
@@ -476,6 +479,7 @@ pub fn resolve(
         .unwrap_or_else(|| root.join(".deployer"));
     let prefix = format!("{}-{}", file.app, name);
     Ok(Environment {
+        web_url: None,
         state_dir: state_base.join(&name),
         endpoint: EndpointSettings {
             name: format!("{prefix}-endpoint"),

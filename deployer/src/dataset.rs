@@ -211,6 +211,47 @@ struct Report {
     seconds: f64,
 }
 
+/// Pushes a synthetic data set made by the model binary's `synth` (the binary `up` builds;
+/// built here if `up` has not run yet).
+pub async fn push_synthetic(
+    env: &Environment,
+    count: usize,
+    seed: u64,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
+    let state = crate::state::StateDir::new(&env.state_dir);
+    let recorded: Option<crate::localrun::ModelImage> =
+        state.read_json(crate::localrun::IMAGE_FILE)?;
+    let image = match recorded {
+        Some(i) if i.path.is_file() => i,
+        _ => crate::localrun::build_model_image(env)?
+            .context("this project has no model/ crate to make synthetic data with")?,
+    };
+    let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
+    let out = std::process::Command::new(&image.path)
+        .args([
+            "synth",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run {}", image.path.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "failed to make a synthetic data set: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    rep.info(&format!("made {count} synthetic images (seed {seed})"));
+    push(env, dir.path(), format, rep).await
+}
+
 pub async fn push(
     env: &Environment,
     dir: &Path,

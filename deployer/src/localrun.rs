@@ -137,6 +137,24 @@ fn healthy(port: u16) -> bool {
     .unwrap_or(false)
 }
 
+/// The port the local API gateway will listen on: the one it had (kept across restarts), else
+/// a free one, recorded now so the rendered stack can name the web URL before it starts.
+pub fn planned_api_port(env: &Environment) -> Result<u16, LocalRunError> {
+    let state = StateDir::new(&env.state_dir);
+    if let Some(c) = running(&state) {
+        return Ok(c.api_port);
+    }
+    let mut ports: Ports = state.read_json(PORTS_FILE)?.unwrap_or_default();
+    if ports.api_port == 0 || std::net::TcpListener::bind(("127.0.0.1", ports.api_port)).is_err() {
+        ports.api_port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        state.ensure()?;
+        state.write_json(PORTS_FILE, &ports)?;
+    }
+    Ok(ports.api_port)
+}
+
 /// The local cloud recorded in the state directory, if it runs and answers.
 pub fn running(state: &StateDir) -> Option<localcloud::RunInfo> {
     let info: localcloud::RunInfo = state.read_json(localcloud::RUN_FILE).ok()??;

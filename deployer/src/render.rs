@@ -117,6 +117,8 @@ pub struct RenderContext {
     primary_metric: String,
     /// The hyperparameters as a JSON object, escaped for a single-quoted YAML string.
     hyperparameters_json: String,
+    /// The review page for emails when the web URL is known before deploying (local).
+    review_url: Option<String>,
 }
 
 /// One rendered, parsed template.
@@ -193,6 +195,7 @@ pub fn render(
         hyperparameters_json: serde_json::to_string(&env.hyperparameters)
             .unwrap_or_else(|_| "{}".into())
             .replace('\'', "''"),
+        review_url: env.web_url.as_ref().map(|w| format!("{w}#/review")),
     };
     let body = hb
         .render_template(&src, &ctx)

@@ -46,14 +46,21 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/debug/deployer`, found from the running test binary (`target/debug/deps/<test>`).
+/// `target/debug/deployer`, found from the running test binary (`target/debug/deps/<test>`),
+/// or next to the running binary when that is one of this crate's own (`target/debug/<bin>`).
 pub fn deployer_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lives in target/<profile>/deps/");
-    let bin = profile_dir.join(format!("deployer{}", std::env::consts::EXE_SUFFIX));
+    let name = format!("deployer{}", std::env::consts::EXE_SUFFIX);
+    let mut bin = profile_dir.join(&name);
+    if let Some(beside) = exe.parent().map(|d| d.join(&name)) {
+        if !bin.is_file() && beside.is_file() {
+            bin = beside;
+        }
+    }
     assert!(
         bin.is_file(),
         "{} does not exist: run `cargo build -p deployer` first",
@@ -486,6 +493,8 @@ pub struct Sample {
     pub model_id: Option<String>,
     pub elapsed: Duration,
     pub detail: String,
+    /// When the answer (or the failure) came back.
+    pub done: Instant,
 }
 
 /// A background thread posting one image to `/predict` back to back until stopped. Bounded on
@@ -516,7 +525,8 @@ impl Predictor {
             {
                 let t = Instant::now();
                 let r = http.try_post_bytes(&url, "image/png", &png);
-                let elapsed = t.elapsed();
+                let done = Instant::now();
+                let elapsed = done - t;
                 samples.push(match r {
                     Ok((status, body)) => Sample {
                         status,
@@ -526,12 +536,14 @@ impl Predictor {
                             .map(str::to_string),
                         elapsed,
                         detail: body.to_string(),
+                        done,
                     },
                     Err(e) => Sample {
                         status: 0,
                         model_id: None,
                         elapsed,
                         detail: e,
+                        done,
                     },
                 });
             }
