@@ -40,7 +40,11 @@ pub struct Api {
     pub created: f64,
 }
 
-static CACHE: Mutex<Option<(Instant, Arc<Vec<Api>>)>> = Mutex::new(None);
+/// The deployed REST APIs, read from the emulator and trusted for [`ROUTES_TTL`].
+#[derive(Debug, Default)]
+pub struct Routes {
+    cache: Mutex<Option<(Instant, Arc<Vec<Api>>)>>,
+}
 
 pub fn serve(cloud: Arc<Cloud>, listener: tokio::net::TcpListener) {
     // Serves for the life of the process: the task handle is not needed.
@@ -65,13 +69,13 @@ fn gw_error(status: StatusCode, message: &str) -> Resp {
 }
 
 async fn apis(cloud: &Cloud) -> Arc<Vec<Api>> {
-    if let Some((at, a)) = CACHE.lock().ok().and_then(|g| g.clone()) {
+    if let Some((at, a)) = cloud.routes.cache.lock().ok().and_then(|g| g.clone()) {
         if at.elapsed() < ROUTES_TTL {
             return a;
         }
     }
     let fresh = Arc::new(load(cloud).await);
-    if let Ok(mut g) = CACHE.lock() {
+    if let Ok(mut g) = cloud.routes.cache.lock() {
         *g = Some((Instant::now(), fresh.clone()));
     }
     fresh

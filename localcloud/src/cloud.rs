@@ -63,6 +63,7 @@ pub struct Cloud {
     pub recorder: crate::record::Recorder,
     pub procs: crate::procs::Procs,
     pub s3events: crate::s3events::S3Events,
+    pub routes: crate::apigw::Routes,
 }
 
 impl Cloud {
@@ -132,6 +133,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         bus: crate::bus::Bus::default(),
         procs: crate::procs::Procs::default(),
         s3events: crate::s3events::S3Events::load(work.join("s3-eventbridge.json")),
+        routes: crate::apigw::Routes::default(),
         http: httpx::Client::new(),
         front_url: front_url.clone(),
         api_base: api_base.clone(),

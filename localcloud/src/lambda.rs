@@ -58,7 +58,9 @@ struct Invocation {
     reply: oneshot::Sender<Outcome>,
     /// The pid of the process that took the invocation, so a timeout can kill it.
     holder: Arc<Mutex<Option<u32>>>,
-    started: Instant,
+    /// Told when a process takes the invocation: the function's timeout runs from then, as
+    /// on AWS (a cold start's initialisation has its own allowance).
+    taken: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -114,18 +116,17 @@ pub async fn invoke(
         .log
         .send(format!("START RequestId: {id} Version: $LATEST"));
     let started = Instant::now();
+    let (taken_tx, taken_rx) = oneshot::channel();
     let inv = Invocation {
         id: id.clone(),
         payload,
         deadline_ms: now_ms + f.timeout.as_millis(),
         reply,
         holder: holder.clone(),
-        started,
+        taken: Some(taken_tx),
     };
-    let mut allowance = f.timeout;
     if f.idle.load(Ordering::SeqCst) == 0 && f.procs.load(Ordering::SeqCst) < MAX_PROCS {
         spawn_process(cloud, &f).await;
-        allowance += INIT_ALLOWANCE;
     }
     if f.tx.send(inv).is_err() {
         return Err(LambdaError::Code {
@@ -133,7 +134,17 @@ pub async fn invoke(
             why: "the function's queue is closed".into(),
         });
     }
-    let out = match tokio::time::timeout(allowance, rx).await {
+    // Waiting for a process: a cold start's initialisation, or a busy function's queue.
+    let mut rx = rx;
+    let handed = tokio::time::timeout(INIT_ALLOWANCE + f.timeout, taken_rx).await;
+    let out = if handed.is_err() {
+        Err(())
+    } else {
+        tokio::time::timeout(f.timeout, &mut rx)
+            .await
+            .map_err(|_| ())
+    };
+    let out = match out {
         Ok(Ok(Ok(body))) => Invoked {
             payload: body,
             error: None,
@@ -146,7 +157,7 @@ pub async fn invoke(
             payload: error_body("Runtime.Unknown", "the runtime dropped the invocation"),
             error: Some("Unhandled".into()),
         },
-        Err(_) => {
+        Err(()) => {
             if let Some(pid) = holder.lock().ok().and_then(|h| *h) {
                 crate::procs::signal(pid, "KILL");
             }
@@ -404,10 +415,20 @@ fn log_sink(cloud: &Arc<Cloud>, name: &str) -> mpsc::UnboundedSender<String> {
     tx
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ProcState {
     current: Option<Invocation>,
     pid: u32,
+    /// Set when the process has exited: its Runtime API must not take more invocations.
+    exited: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Counts a process as idle while its `invocation/next` waits, however the wait ends.
+struct IdleGuard<'a>(&'a AtomicUsize);
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Starts one more runtime process for the function, with its own Runtime API server.
@@ -418,7 +439,12 @@ async fn spawn_process(cloud: &Arc<Cloud>, f: &Arc<Function>) {
     let Ok(port) = listener.local_addr().map(|a| a.port()) else {
         return;
     };
-    let state = Arc::new(Mutex::new(ProcState::default()));
+    let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+    let state = Arc::new(Mutex::new(ProcState {
+        current: None,
+        pid: 0,
+        exited: exited_rx,
+    }));
     let server = {
         let f = f.clone();
         let state = state.clone();
@@ -506,6 +532,7 @@ async fn spawn_process(cloud: &Arc<Cloud>, f: &Arc<Function>) {
                 }
             }
         };
+        let _ = exited_tx.send(true);
         server.abort();
         f.procs.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut p) = f.pids.lock() {
@@ -573,21 +600,41 @@ async fn runtime_api(
     let rest = path.strip_prefix("/2018-06-01/runtime/").unwrap_or("");
     match (method, rest) {
         (Method::GET, "invocation/next") => {
-            f.idle.fetch_add(1, Ordering::SeqCst);
-            // An invocation whose caller gave up (timed out while queued) is not run.
-            let inv = {
-                let mut rx = f.rx.lock().await;
-                loop {
-                    match rx.recv().await {
-                        Some(i) if i.reply.is_closed() => continue,
-                        other => break other,
-                    }
-                }
-            };
-            f.idle.fetch_sub(1, Ordering::SeqCst);
-            let Some(inv) = inv else {
+            let Ok(mut exited) = state.lock().map(|s| s.exited.clone()) else {
                 return text(StatusCode::GONE, "shutting down");
             };
+            f.idle.fetch_add(1, Ordering::SeqCst);
+            let idle = IdleGuard(&f.idle);
+            // An invocation whose caller gave up (timed out while queued) is not run; a
+            // process that died while waiting gives up its place in the queue.
+            let inv = tokio::select! {
+                inv = async {
+                    let mut rx = f.rx.lock().await;
+                    loop {
+                        match rx.recv().await {
+                            Some(i) if i.reply.is_closed() => continue,
+                            other => break other,
+                        }
+                    }
+                } => inv,
+                _ = exited.wait_for(|e| *e) => None,
+            };
+            drop(idle);
+            let Some(mut inv) = inv else {
+                return text(StatusCode::GONE, "shutting down");
+            };
+            if *exited.borrow() {
+                let _ = f.tx.send(inv);
+                return text(StatusCode::GONE, "the process exited");
+            }
+            if let Some(t) = inv.taken.take() {
+                let _ = t.send(());
+            }
+            inv.deadline_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+                + f.timeout.as_millis();
             let pid = state.lock().map(|s| s.pid).unwrap_or(0);
             if let Ok(mut h) = inv.holder.lock() {
                 *h = Some(pid);
@@ -609,6 +656,12 @@ async fn runtime_api(
             );
             set(h, "content-type", "application/json".into());
             if let Ok(mut s) = state.lock() {
+                // The process may have died since: then its monitor has already looked for
+                // an invocation to fail, so this one goes back to the queue.
+                if *s.exited.borrow() {
+                    let _ = f.tx.send(inv);
+                    return text(StatusCode::GONE, "the process exited");
+                }
                 s.current = Some(inv);
             }
             r
@@ -630,7 +683,6 @@ async fn runtime_api(
             let Some(inv) = inv else {
                 return text(StatusCode::BAD_REQUEST, "unknown request id");
             };
-            let _ = inv.started;
             let outcome = if what == "response" {
                 Ok(req.body)
             } else {

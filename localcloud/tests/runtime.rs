@@ -8,11 +8,11 @@
 //! Lambda Runtime API with `curl`. What it does is chosen by the event (echo the event and its
 //! environment, sleep past the timeout, crash, fail, answer API Gateway).
 //!
-//! Covered: Lambda `Invoke` (environment, local log file), timeouts (warm and cold), crashes
-//! (mid-invocation and while idle), concurrency (cold and a burst on a warm process),
-//! redeploys, EventBridge rules (`prefix`, `anything-but`, disabled rules) and `PutEvents`,
-//! `/_localcloud/fire`, AWS-shaped SageMaker errors, and the REST API gateway (v1 proxy
-//! events, the function's response, 403 and 502).
+//! Covered: Lambda `Invoke` (environment, local log file, warm process reuse), timeouts (warm
+//! and cold), crashes (mid-invocation and while idle), concurrency (cold and a burst on a warm
+//! process), redeploys, EventBridge rules (`prefix`, `anything-but`, disabled rules) and
+//! `PutEvents`, `/_localcloud/fire`, AWS-shaped SageMaker errors, and the REST API gateway (v1
+//! proxy events, the function's response, 403 and 502).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -241,17 +241,17 @@ impl Env {
     /// `Invoke` (RequestResponse) through the front door, bounded at 30 s.
     async fn invoke(&self, name: &str, payload: Value) -> Answer {
         let started = Instant::now();
-        let out = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.lambda
-                .invoke()
-                .function_name(name)
-                .payload(Blob::new(payload.to_string()))
-                .send(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("Invoke {name} {payload} did not answer within 30 s"))
-        .unwrap_or_else(|e| panic!("Invoke {name} {payload} failed: {e:?}"));
+        let sent = self
+            .lambda
+            .invoke()
+            .function_name(name)
+            .payload(Blob::new(payload.to_string()))
+            .send();
+        let out = match tokio::time::timeout(Duration::from_secs(30), sent).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => panic!("Invoke {name} {payload} failed: {e:?}"),
+            Err(_) => panic!("Invoke {name} {payload} did not answer within 30 s"),
+        };
         let took = started.elapsed();
         assert_eq!(out.status_code(), 200, "Invoke {name}: status");
         let bytes = out
@@ -384,15 +384,20 @@ async fn invoke_runs_the_function_with_its_environment_and_logs_it() {
     );
 }
 
-/// Back-to-back invocations are served by the warm process, as on Lambda, rather than each
-/// paying for a new process (a cold start).
+/// Invocations in sequence are served by the warm process, as on Lambda, rather than each
+/// paying for a new process (a cold start). The pause lets the shell runtime get back to
+/// `GET .../invocation/next` (curl's fork and exec take a few ms; an invocation arriving
+/// before that finds no idle process and rightly starts another).
 #[tokio::test(flavor = "multi_thread")]
-async fn back_to_back_invocations_reuse_the_warm_process() {
+async fn invocations_in_sequence_reuse_the_warm_process() {
     let env = start().await;
     env.deploy("warm", 5, &[]).await;
     let mut pids = BTreeSet::new();
     for i in 0..5 {
-        pids.insert(pid_of(&env.echo("warm", json!({"mode": "echo", "i": i})).await));
+        pids.insert(pid_of(
+            &env.echo("warm", json!({"mode": "echo", "i": i})).await,
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
         pids.len(),
@@ -402,13 +407,16 @@ async fn back_to_back_invocations_reuse_the_warm_process() {
     );
 }
 
-/// Timeout=2 on a process that has already served an invocation: the sleeping invocation is
-/// cut at ~2 s and the next one is served by a new process.
+/// Timeout=2 on an idle warm process: the sleeping invocation is cut at ~2 s and the next one
+/// is served by a new process.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_on_a_warm_process_is_a_function_error_and_the_next_invocation_works() {
     let env = start().await;
     env.deploy("sleepy", 2, &[]).await;
     let first = pid_of(&env.echo("sleepy", json!({"mode": "echo"})).await);
+    // Let the process get back to `GET .../invocation/next`, so the next invocation finds it
+    // idle and starts no process (a started process would give it the 10 s init allowance).
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let a = env.invoke("sleepy", json!({"mode": "sleep"})).await;
     assert_eq!(a.error.as_deref(), Some("Unhandled"), "{a:?}");
@@ -547,6 +555,8 @@ async fn a_burst_on_one_warm_process_scales_out() {
     let env = start().await;
     env.deploy("burst", 5, &[]).await;
     env.echo("burst", json!({"mode": "echo"})).await;
+    // Let it get back to `GET .../invocation/next`: one idle process.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (took, pids) = three_slow_at_once(&env, "burst").await;
     assert!(
         took < Duration::from_millis(2500),
@@ -844,6 +854,7 @@ async fn sagemaker_errors_are_aws_shaped() {
         "{err:?}"
     );
 
+    use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
     let rt = aws_sdk_sagemakerruntime::Client::new(&env.sdk);
     let err = rt
         .invoke_endpoint()
@@ -861,7 +872,7 @@ async fn sagemaker_errors_are_aws_shaped() {
     assert!(
         matches!(
             err.as_service_error(),
-            Some(aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError::ValidationError(_))
+            Some(InvokeEndpointError::ValidationError(_))
         ),
         "{err:?}"
     );

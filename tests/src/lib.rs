@@ -177,7 +177,11 @@ impl Default for Cloud {
 
 impl Cloud {
     pub fn new() -> Cloud {
-        let bin = deployer_bin();
+        Cloud::with_deployer(deployer_bin())
+    }
+
+    /// As [`Cloud::new`], running the deployer binary at `bin`.
+    pub fn with_deployer(bin: PathBuf) -> Cloud {
         let state = tempfile::Builder::new()
             .prefix("e2e-state-")
             .tempdir()

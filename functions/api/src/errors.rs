@@ -93,6 +93,12 @@ impl From<PipelineError> for ApiError {
                 m,
                 "GET /api/models/{id} shows the model's state and lineage",
             ),
+            PipelineError::Busy(m) => ApiError::new(
+                409,
+                "deployment_in_progress",
+                m,
+                "wait until GET /api/endpoint shows InService, then try again",
+            ),
             other @ PipelineError::Aws { .. } => ApiError::internal(&other),
         }
     }

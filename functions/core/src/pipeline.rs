@@ -29,6 +29,9 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The endpoint is being created or updated: one deployment at a time.
+    #[error("{0}")]
+    Busy(String),
 }
 
 fn aws<E: ProvideErrorMetadata + std::fmt::Display>(action: &'static str, e: &E) -> PipelineError {
@@ -619,8 +622,35 @@ impl Pipeline {
         let artifact = model.model_artifact.clone().ok_or_else(|| {
             PipelineError::Invalid(format!("model {id} has no artifact to deploy"))
         })?;
+        // One deployment at a time: SageMaker refuses to update an endpoint that is updating,
+        // so say so before anything changes.
+        if let Ok(ep) = self
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(&self.settings.endpoint_name)
+            .send()
+            .await
+        {
+            let status = ep
+                .endpoint_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            if !matches!(status.as_str(), "InService" | "Failed" | "") {
+                return Err(PipelineError::Busy(format!(
+                    "the endpoint {} is {status}: a deployment is in progress",
+                    self.settings.endpoint_name
+                )));
+            }
+        }
         let at = now();
-        let deployment_id = format!("{}-{}", id, at.replace([':', '-'], "").to_ascii_lowercase());
+        // Milliseconds too: two deployments of one model within a second (a rollback, another
+        // deploy, a rollback again) must not collide on SageMaker model and config names.
+        let millis = OffsetDateTime::now_utc().millisecond();
+        let deployment_id = format!(
+            "{}-{}{millis:03}",
+            id,
+            at.replace([':', '-'], "").to_ascii_lowercase()
+        );
         let s = &self.settings;
         let d = specs::endpoint_deployment(
             &EndpointSettings {
@@ -739,7 +769,19 @@ impl Pipeline {
                 .endpoint_config_name(&d.config_name)
                 .send()
                 .await
-                .map_err(|e| aws("update the endpoint", &e))?;
+                .map_err(|e| {
+                    // Another deployment won the race since the status check.
+                    if e.code() == Some("ValidationException")
+                        && e.message().is_some_and(|m| m.contains("in-progress"))
+                    {
+                        PipelineError::Busy(format!(
+                            "the endpoint {} is updating: a deployment is in progress",
+                            d.endpoint
+                        ))
+                    } else {
+                        aws("update the endpoint", &e)
+                    }
+                })?;
         } else {
             self.sagemaker
                 .create_endpoint()

@@ -358,3 +358,43 @@ async fn retiring_deletes_an_old_config_but_never_the_live_one() {
     let err = p.rollback("m1", "ana", "x").await.unwrap_err();
     assert!(err.to_string().contains("is retired"), "{err}");
 }
+
+/// One deployment at a time: an accept while the endpoint is updating is refused before
+/// anything changes (SageMaker would refuse the UpdateEndpoint and leave the model half
+/// deployed), and the model can be accepted once the endpoint is InService again.
+#[tokio::test]
+async fn an_accept_during_an_update_is_refused_and_changes_nothing() {
+    let moto = start_moto().unwrap();
+    let f = moto.fixture(None).await;
+    let state = Arc::new(Mutex::new(Endpoint::default()));
+    let base = f.pipeline;
+    let p = Pipeline::with_clients(
+        base.settings.clone(),
+        base.repo.client.clone(),
+        base.s3.clone(),
+        base.sns.clone(),
+        stub_sagemaker(state.clone(), &f.cfg),
+    );
+    staged_model(&p, "m1", "2026-11-28T10:00:00Z", 0.80).await;
+    let d1 = p.accept("m1", "ana", "first").await.unwrap();
+    settle(&p, &state, &d1.deployment_id, "InService", None).await;
+    staged_model(&p, "m2", "2026-11-28T11:00:00Z", 0.85).await;
+    state.lock().unwrap().status = "Updating".into();
+
+    let err = p.accept("m2", "bo", "better").await.unwrap_err();
+    assert!(
+        matches!(err, pipeline_core::pipeline::PipelineError::Busy(_)),
+        "expected Busy, got {err:?}"
+    );
+    assert_eq!(
+        p.repo.get_model("m2").await.unwrap().status,
+        ModelStatus::Staged
+    );
+    assert!(calls(&state, "UpdateEndpoint").is_empty());
+
+    state.lock().unwrap().status = "InService".into();
+    let d2 = p.accept("m2", "bo", "better").await.unwrap();
+    assert_eq!(calls(&state, "UpdateEndpoint").len(), 1);
+    // Two deployments in one second still get distinct SageMaker names.
+    assert_ne!(d1.deployment_id, d2.deployment_id);
+}

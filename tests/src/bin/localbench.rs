@@ -36,7 +36,8 @@
 //! removes the state directory's contents.
 //!
 //! Needs `cargo build -p deployer -p e2e --bins` first (`./dev bench local` does it): the
-//! deployer is found next to this binary.
+//! deployer is found next to this binary and copied to a temporary directory, so a rebuild
+//! during the run changes nothing under test.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -777,6 +778,8 @@ struct Guard {
     cloud: Cloud,
     logs: PathBuf,
     saved: bool,
+    /// The deployer binary the cloud runs; dropped after the cloud (its guard runs `down`).
+    _bin: tempfile::TempDir,
 }
 
 impl Guard {
@@ -870,10 +873,21 @@ fn bench(runs: usize) -> Report {
     let logs = repo_root()
         .join("target/localbench")
         .join(utc_stamp(SystemTime::now()));
+    // A private copy of the deployer: a rebuild of target/debug/deployer during the run (someone
+    // else's cargo build) must not change the binary under test, nor the path `up` re-executes
+    // for `deployer local serve`.
+    let bin = tempfile::Builder::new()
+        .prefix("localbench-bin-")
+        .tempdir()
+        .expect("a temporary directory for the deployer binary");
+    let deployer = bin.path().join("deployer");
+    std::fs::copy(e2e::deployer_bin(), &deployer)
+        .unwrap_or_else(|e| panic!("copying the deployer binary to {}: {e}", deployer.display()));
     let mut guard = Guard {
-        cloud: Cloud::new(),
+        cloud: Cloud::with_deployer(deployer),
         logs,
         saved: false,
+        _bin: bin,
     };
     on_ctrl_c(&guard.cloud);
     let cloud = &guard.cloud;
