@@ -4,8 +4,8 @@
 //! clients (dummy credentials, S3 path-style), as the deployer and the handlers do.
 //!
 //! Functions under test are real zips uploaded to S3 and created with `CreateFunction`
-//! (runtime `provided.al2023`); their `bootstrap` is a POSIX shell script that speaks the
-//! Lambda Runtime API with `curl`. What it does is chosen by the event (echo the event and its
+//! (runtime `provided.al2023`); their `bootstrap` is a Python script that speaks the Lambda
+//! Runtime API. What it does is chosen by the event (echo the event and its
 //! environment, sleep past the timeout, crash, fail, answer API Gateway).
 //!
 //! Covered: Lambda `Invoke` (environment, local log file, warm process reuse), timeouts (warm
@@ -31,37 +31,53 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 const CODE_BUCKET: &str = "code";
 
-/// The function's code: a custom runtime in POSIX sh + curl. It exits as soon as the Runtime
-/// API stops answering, so no process outlives its test.
-const BOOTSTRAP: &str = r##"#!/bin/sh
-version='@VERSION@'
-api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation"
-tmp=$(mktemp -d "$LAMBDA_TASK_ROOT/.rt.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-  curl -sS --fail -X POST -H 'Lambda-Runtime-Function-Error-Type: Boom' \
-    --data-binary '{"errorType":"Boom","errorMessage":"asked to fail"}' "$api/$1/error" >/dev/null
-}
-while :; do
-  curl -sS --fail -D "$tmp/h" -o "$tmp/ev" "$api/next" || exit 1
-  id=$(grep -i '^lambda-runtime-aws-request-id:' "$tmp/h" | tr -d '\r' | cut -d' ' -f2)
-  [ -n "$id" ] || exit 1
-  ev=$(cat "$tmp/ev")
-  echo "handling $id"
-  if [ -n "$EVENT_FILE" ]; then printf '%s\n' "$ev" >> "$EVENT_FILE"; fi
-  case "$ev" in
-    *'"mode":"crash"'*) echo "crashing on purpose"; exit 3 ;;
-    *'"mode":"error"'*|*'"proxy":"things/fail"'*) fail "$id" || exit 1; continue ;;
-    *'"mode":"sleep"'*) sleep 10 </dev/null >/dev/null 2>&1 ;;
-    *'"mode":"slow"'*) sleep 1 </dev/null >/dev/null 2>&1 ;;
-  esac
-  case "$ev" in
-    *'"httpMethod"'*) out='{"statusCode":201,"headers":{"x-from":"fn","content-type":"text/plain"},"body":"made it"}' ;;
-    *) out="{\"version\":\"$version\",\"pid\":$$,\"fn\":\"$AWS_LAMBDA_FUNCTION_NAME\",\"endpoint\":\"$AWS_ENDPOINT_URL\",\"greeting\":\"$GREETING\",\"event\":$ev}" ;;
-  esac
-  printf '%s' "$out" > "$tmp/out"
-  curl -sS --fail -X POST --data-binary "@$tmp/out" "$api/$id/response" >/dev/null || exit 1
-done
+/// The function's code: a custom runtime in Python (the one thing every machine that runs the
+/// emulator has). It exits as soon as the Runtime API stops answering, so no process outlives
+/// its test.
+const BOOTSTRAP: &str = r##"#!/usr/bin/env python3
+import json, os, sys, time, urllib.request
+
+version = '@VERSION@'
+api = "http://%s/2018-06-01/runtime/invocation" % os.environ["AWS_LAMBDA_RUNTIME_API"]
+
+def post(path, body, headers=None):
+    req = urllib.request.Request(api + path, data=body.encode(), method="POST", headers=headers or {})
+    urllib.request.urlopen(req).read()
+
+while True:
+    try:
+        with urllib.request.urlopen(api + "/next") as r:
+            rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+            ev = r.read().decode()
+    except Exception:
+        sys.exit(1)
+    print("handling %s" % rid, flush=True)
+    if os.environ.get("EVENT_FILE"):
+        with open(os.environ["EVENT_FILE"], "a") as f:
+            f.write(ev + "\n")
+    try:
+        if '"mode":"crash"' in ev:
+            print("crashing on purpose", flush=True)
+            sys.exit(3)
+        if '"mode":"error"' in ev or '"proxy":"things/fail"' in ev:
+            post("/%s/error" % rid, '{"errorType":"Boom","errorMessage":"asked to fail"}',
+                 {"Lambda-Runtime-Function-Error-Type": "Boom"})
+            continue
+        if '"mode":"sleep"' in ev:
+            time.sleep(10)
+        if '"mode":"slow"' in ev:
+            time.sleep(1)
+        if '"httpMethod"' in ev:
+            out = {"statusCode": 201, "headers": {"x-from": "fn", "content-type": "text/plain"}, "body": "made it"}
+        else:
+            out = {"version": version, "pid": os.getpid(), "fn": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+                   "endpoint": os.environ.get("AWS_ENDPOINT_URL", ""), "greeting": os.environ.get("GREETING", ""),
+                   "event": json.loads(ev)}
+        post("/%s/response" % rid, json.dumps(out))
+    except SystemExit:
+        raise
+    except Exception:
+        sys.exit(1)
 "##;
 
 /// A zip holding `bootstrap` (the script above, answering `version`).
@@ -385,9 +401,9 @@ async fn invoke_runs_the_function_with_its_environment_and_logs_it() {
 }
 
 /// Invocations in sequence are served by the warm process, as on Lambda, rather than each
-/// paying for a new process (a cold start). The pause lets the shell runtime get back to
-/// `GET .../invocation/next` (curl's fork and exec take a few ms; an invocation arriving
-/// before that finds no idle process and rightly starts another).
+/// paying for a new process (a cold start). The pause lets the runtime get back to
+/// `GET .../invocation/next` (an invocation arriving before that finds no idle process and
+/// rightly starts another).
 #[tokio::test(flavor = "multi_thread")]
 async fn invocations_in_sequence_reuse_the_warm_process() {
     let env = start().await;
