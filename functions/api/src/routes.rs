@@ -152,7 +152,7 @@ fn model_json(m: &ModelRecord) -> Result<Value, ApiError> {
 }
 
 async fn list_models(app: &App) -> Reply {
-    let models = app.pipeline.repo.list_models().await?;
+    let models = app.pipeline.repo.list_models_cached().await?;
     let list = models
         .iter()
         .map(model_json)

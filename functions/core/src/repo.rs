@@ -206,9 +206,27 @@ pub struct Repo {
     pub client: Client,
     pub models_table: String,
     pub jobs_table: String,
+    /// The model list as of a version of the models table (see [`Repo::list_models_cached`]).
+    cache: std::sync::Arc<std::sync::Mutex<Option<CachedList>>>,
+}
+
+#[derive(Debug)]
+struct CachedList {
+    version: u64,
+    at: std::time::Instant,
+    models: Vec<ModelRecord>,
 }
 
 const MODEL: &str = "MODEL";
+/// A counter item beside the model records (its own partition, so listing never sees it):
+/// every model write adds one, so a reader can tell with one GetItem whether its list is
+/// still current.
+const META: &str = "META";
+const META_MODELS: &str = "models";
+/// A cached list is re-read after this long even if the version did not move: the version
+/// is bumped after a write, not in the same transaction, and a lost bump must not leave a
+/// reader stale for longer.
+const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Repo {
     pub fn new(
@@ -220,7 +238,69 @@ impl Repo {
             client,
             models_table: models_table.into(),
             jobs_table: jobs_table.into(),
+            cache: Default::default(),
         }
+    }
+
+    /// Adds one to the models table's version. Best effort: the write it follows has already
+    /// succeeded, and [`CACHE_MAX_AGE`] bounds what a lost bump can cost.
+    async fn bump(&self) {
+        let _ = self
+            .client
+            .update_item()
+            .table_name(&self.models_table)
+            .key("pk", s(META))
+            .key("sk", s(META_MODELS))
+            .update_expression("ADD #v :one")
+            .expression_attribute_names("#v", "v")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await;
+    }
+
+    /// The models table's version (0 before the first model write).
+    pub async fn models_version(&self) -> Result<u64, RepoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.models_table)
+            .key("pk", s(META))
+            .key("sk", s(META_MODELS))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo("read the models version", &e))?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("v"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Every model, newest first, as [`Repo::list_models`], but served from memory while the
+    /// models table's version has not moved: one consistent GetItem instead of a Query of
+    /// every record, for a dashboard that polls.
+    pub async fn list_models_cached(&self) -> Result<Vec<ModelRecord>, RepoError> {
+        let version = self.models_version().await?;
+        if let Ok(guard) = self.cache.lock() {
+            if let Some(c) = guard.as_ref() {
+                if c.version == version && c.at.elapsed() < CACHE_MAX_AGE {
+                    return Ok(c.models.clone());
+                }
+            }
+        }
+        // Read after the version: a write in between makes the list newer than its label,
+        // and the next call, seeing a higher version, reads again.
+        let models = self.list_models().await?;
+        if let Ok(mut guard) = self.cache.lock() {
+            *guard = Some(CachedList {
+                version,
+                at: std::time::Instant::now(),
+                models: models.clone(),
+            });
+        }
+        Ok(models)
     }
 
     /// Records a new model in `training`. Returns false (and changes nothing) if it exists,
@@ -254,7 +334,10 @@ impl Repo {
             .send()
             .await;
         match r {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.bump().await;
+                Ok(true)
+            }
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(dynamo("create a model record", &e)),
         }
@@ -376,10 +459,13 @@ impl Repo {
             .send()
             .await;
         match r {
-            Ok(out) => model_from(out.attributes().ok_or_else(|| RepoError::Malformed {
-                id: id.into(),
-                what: "no attributes returned".into(),
-            })?),
+            Ok(out) => {
+                self.bump().await;
+                model_from(out.attributes().ok_or_else(|| RepoError::Malformed {
+                    id: id.into(),
+                    what: "no attributes returned".into(),
+                })?)
+            }
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
                 let current = match self.get_model(id).await {
                     Ok(m) => m.status.to_string(),

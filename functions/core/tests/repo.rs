@@ -205,3 +205,55 @@ async fn conditional_writes_make_duplicates_and_races_harmless() {
         .collect();
     assert_eq!(ids, vec!["m2", "m1", "m0"]);
 }
+
+/// The cached list follows every write: a transition or a new model moves the models
+/// table's version, so the next read sees it (no stale dashboard after an accept).
+#[tokio::test]
+async fn the_cached_model_list_follows_every_write() {
+    let moto = start_moto().unwrap();
+    let f = moto.fixture(None).await;
+    let repo = &f.pipeline.repo;
+    assert_eq!(repo.models_version().await.unwrap(), 0);
+    assert!(repo.list_models_cached().await.unwrap().is_empty());
+
+    let m = record("m1", "2026-11-28T10:00:00Z");
+    assert!(repo.create_model(&m).await.unwrap());
+    let v1 = repo.models_version().await.unwrap();
+    assert!(v1 > 0, "a new model moves the version");
+    let listed = repo.list_models_cached().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, ModelStatus::Training);
+
+    repo.transition(
+        "m1",
+        &[ModelStatus::Training],
+        ModelStatus::Failed,
+        "2026-11-28T10:05:00Z",
+        Changes {
+            failure_reason: Some("bad data".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(repo.models_version().await.unwrap() > v1);
+    let listed = repo.list_models_cached().await.unwrap();
+    assert_eq!(
+        listed[0].status,
+        ModelStatus::Failed,
+        "the cache saw the transition"
+    );
+    // A refused transition writes nothing and leaves the version alone.
+    let v2 = repo.models_version().await.unwrap();
+    assert!(repo
+        .transition(
+            "m1",
+            &[ModelStatus::Training],
+            ModelStatus::Staged,
+            "t",
+            Changes::default()
+        )
+        .await
+        .is_err());
+    assert_eq!(repo.models_version().await.unwrap(), v2);
+}
