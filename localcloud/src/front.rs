@@ -65,10 +65,11 @@ async fn route(cloud: &Arc<Cloud>, req: Req) -> Resp {
             )
         }
     };
+    let mut resp = resp;
     if resp.status.is_success() {
         match service.as_str() {
             "s3" => crate::s3events::after(cloud, &req, &resp).await,
-            "sns" => crate::outbox::after(cloud, &req, &resp).await,
+            "sns" => crate::outbox::after(cloud, &req, &mut resp).await,
             _ => {}
         }
     }
@@ -101,6 +102,26 @@ async fn control(cloud: &Arc<Cloud>, rest: &str, req: &Req) -> Resp {
             StatusCode::OK,
             &serde_json::Value::Array(cloud.outbox.list()),
         ),
+        // The link in a subscription's confirmation mail (GET, as a mail client follows it).
+        (Method::GET, "sns/confirm") => {
+            let arn = req
+                .query_pairs()
+                .into_iter()
+                .find(|(k, _)| k == "arn")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            if cloud.outbox.confirm(&arn) {
+                httpx::json(
+                    StatusCode::OK,
+                    &json!({ "confirmed": arn, "message": "Subscription confirmed: this address now receives the pipeline's mail." }),
+                )
+            } else {
+                httpx::json(
+                    StatusCode::NOT_FOUND,
+                    &json!({ "error": { "code": "NotPending", "message": format!("no subscription {arn} waits for confirmation"), "fix": "use the link from the newest confirmation mail (`deployer local mail`)" } }),
+                )
+            }
+        }
         (Method::POST, r) if r.starts_with("fire/") => {
             let rule = &r["fire/".len()..];
             match crate::bus::fire(cloud, rule).await {

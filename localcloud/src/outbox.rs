@@ -17,14 +17,72 @@ use crate::httpx::{Buffered, Req};
 pub struct Outbox {
     path: PathBuf,
     lock: Mutex<()>,
+    /// Email subscriptions made through the front door that nobody confirmed yet (SNS
+    /// delivers nothing to them). moto confirms every subscription at once, so the pending
+    /// state is kept here, on disk, and shown in SNS's own list answers.
+    pending: Mutex<std::collections::BTreeSet<String>>,
+    pending_path: PathBuf,
 }
 
 impl Outbox {
     pub fn new(path: PathBuf) -> Outbox {
+        let pending_path = path.with_file_name("sns-pending.json");
+        let pending = std::fs::read_to_string(&pending_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         Outbox {
             path,
             lock: Mutex::new(()),
+            pending: Mutex::new(pending),
+            pending_path,
         }
+    }
+
+    fn save_pending(&self, set: &std::collections::BTreeSet<String>) {
+        if let Ok(text) = serde_json::to_string(set) {
+            let _ = std::fs::write(&self.pending_path, text);
+        }
+    }
+
+    pub fn is_pending(&self, arn: &str) -> bool {
+        self.pending
+            .lock()
+            .map(|p| p.contains(arn))
+            .unwrap_or(false)
+    }
+
+    /// Confirms a pending subscription (the link in its confirmation mail). Returns whether
+    /// it was pending.
+    pub fn confirm(&self, arn: &str) -> bool {
+        let Ok(mut p) = self.pending.lock() else {
+            return false;
+        };
+        let was = p.remove(arn);
+        self.save_pending(&p);
+        was
+    }
+
+    fn add_pending(&self, arn: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(arn.to_string());
+            self.save_pending(&p);
+        }
+    }
+
+    /// SNS list answers show an unconfirmed subscription's ARN as `PendingConfirmation`.
+    pub fn mask_pending(&self, xml: &str) -> String {
+        let Ok(p) = self.pending.lock() else {
+            return xml.to_string();
+        };
+        let mut out = xml.to_string();
+        for arn in p.iter() {
+            out = out.replace(
+                &format!("<SubscriptionArn>{arn}</SubscriptionArn>"),
+                "<SubscriptionArn>PendingConfirmation</SubscriptionArn>",
+            );
+        }
+        out
     }
 
     pub fn append(&self, mail: &Value) {
@@ -61,7 +119,10 @@ fn xml_tag(body: &str, tag: &str) -> Option<String> {
     Some(body[start..end].to_string())
 }
 
-pub async fn after(cloud: &Cloud, req: &Req, resp: &Buffered) {
+/// After SNS answered through the front door: mail for Publish and Subscribe, and the
+/// response rewritten where SNS itself would answer differently from moto (an email
+/// subscription is pending until confirmed).
+pub async fn after(cloud: &Cloud, req: &Req, resp: &mut Buffered) {
     let form = req.form();
     let get = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
     match get("Action").as_deref() {
@@ -69,7 +130,7 @@ pub async fn after(cloud: &Cloud, req: &Req, resp: &Buffered) {
             let Some(topic) = get("TopicArn").or_else(|| get("TargetArn")) else {
                 return;
             };
-            let recipients = email_subscribers(cloud, &topic).await;
+            let (recipients, pending) = email_subscribers(cloud, &topic).await;
             let body = String::from_utf8_lossy(&resp.body);
             cloud.outbox.append(&json!({
                 "time": crate::httpx::now_iso(),
@@ -77,6 +138,7 @@ pub async fn after(cloud: &Cloud, req: &Req, resp: &Buffered) {
                 "subject": get("Subject").unwrap_or_default(),
                 "body": get("Message").unwrap_or_default(),
                 "recipients": recipients,
+                "not_delivered_pending_confirmation": pending,
                 "message_id": xml_tag(&body, "MessageId"),
             }));
         }
@@ -88,25 +150,65 @@ pub async fn after(cloud: &Cloud, req: &Req, resp: &Buffered) {
             let (Some(topic), Some(endpoint)) = (get("TopicArn"), get("Endpoint")) else {
                 return;
             };
-            let name = topic.rsplit(':').next().unwrap_or_default().to_string();
+            let body = String::from_utf8_lossy(&resp.body).into_owned();
+            let Some(arn) = xml_tag(&body, "SubscriptionArn").filter(|a| a.starts_with("arn:"))
+            else {
+                return;
+            };
+            // An address that is already confirmed stays confirmed (SNS answers its ARN).
+            let known = cloud.outbox.list().iter().any(|m| {
+                m["kind"] == "subscription-confirmation" && m["subscription_arn"] == arn.as_str()
+            });
+            if known && !cloud.outbox.is_pending(&arn) {
+                return;
+            }
+            cloud.outbox.add_pending(&arn);
+            let link = format!(
+                "{}/_localcloud/sns/confirm?arn={}",
+                cloud.front_url,
+                percent_encoding::utf8_percent_encode(&arn, percent_encoding::NON_ALPHANUMERIC)
+            );
             cloud.outbox.append(&json!({
                 "time": crate::httpx::now_iso(),
                 "topic_arn": topic,
                 "subject": "AWS Notification - Subscription Confirmation",
                 "body": format!(
-                    "You have chosen to subscribe to the topic:\n{topic}\n\nTo confirm this subscription, click or visit the link below (if this was in error no action is necessary):\nConfirm subscription to {name}\n"
+                    "You have chosen to subscribe to the topic:\n{topic}\n\nTo confirm this subscription, click or visit the link below (if this was in error no action is necessary):\n{link}\n"
                 ),
                 "recipients": [endpoint],
                 "kind": "subscription-confirmation",
+                "subscription_arn": arn,
+                "confirm_url": link,
             }));
+            // SNS answers an email subscription with "pending confirmation" unless asked for
+            // the ARN.
+            if get("ReturnSubscriptionArn").as_deref() != Some("true") {
+                resp.body = body
+                    .replace(
+                        &format!("<SubscriptionArn>{arn}</SubscriptionArn>"),
+                        "<SubscriptionArn>pending confirmation</SubscriptionArn>",
+                    )
+                    .into();
+                resp.headers.remove("content-length");
+            }
+        }
+        Some("ListSubscriptions" | "ListSubscriptionsByTopic") => {
+            let body = String::from_utf8_lossy(&resp.body).into_owned();
+            let masked = cloud.outbox.mask_pending(&body);
+            if masked != body {
+                resp.body = masked.into();
+                resp.headers.remove("content-length");
+            }
         }
         _ => {}
     }
 }
 
-async fn email_subscribers(cloud: &Cloud, topic: &str) -> Vec<String> {
+/// The topic's email subscribers: (confirmed, pending confirmation).
+async fn email_subscribers(cloud: &Cloud, topic: &str) -> (Vec<String>, Vec<String>) {
     let sns = aws_sdk_sns::Client::new(&cloud.moto);
     let mut out = Vec::new();
+    let mut pending = Vec::new();
     let mut token = None;
     loop {
         let Ok(page) = sns
@@ -122,7 +224,13 @@ async fn email_subscribers(cloud: &Cloud, topic: &str) -> Vec<String> {
             let p = s.protocol().unwrap_or_default();
             if p == "email" || p == "email-json" {
                 if let Some(e) = s.endpoint() {
-                    out.push(e.to_string());
+                    if s.subscription_arn()
+                        .is_some_and(|a| cloud.outbox.is_pending(a))
+                    {
+                        pending.push(e.to_string());
+                    } else {
+                        out.push(e.to_string());
+                    }
                 }
             }
         }
@@ -131,5 +239,5 @@ async fn email_subscribers(cloud: &Cloud, topic: &str) -> Vec<String> {
             break;
         }
     }
-    out
+    (out, pending)
 }

@@ -1019,3 +1019,98 @@ async fn the_api_gateway_serves_the_rest_api_through_lambda_proxy() {
         json!({"message": "Internal server error"})
     );
 }
+
+/// SNS email as a user meets it: a new email subscription answers "pending confirmation", is
+/// listed as `PendingConfirmation`, gets a confirmation mail with a link, and receives nothing
+/// until the link is followed; after that, published mail names it as a recipient.
+#[tokio::test(flavor = "multi_thread")]
+async fn email_subscriptions_wait_for_confirmation_and_mail_lands_in_the_outbox() {
+    let env = start().await;
+    let sns = aws_sdk_sns::Client::new(&env.sdk);
+    let topic = sns
+        .create_topic()
+        .name("pipeline")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let sub = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("email")
+        .endpoint("ana@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.subscription_arn(), Some("pending confirmation"));
+    let listed = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.subscriptions()[0].subscription_arn(),
+        Some("PendingConfirmation")
+    );
+
+    let mail = |env: &Env| {
+        let url = format!("{}/_localcloud/mail", env.info.url);
+        async move {
+            let (status, _, body) = http("GET", &url, &[], "").await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Vec<Value>>(&body).unwrap()
+        }
+    };
+    let box1 = mail(&env).await;
+    assert_eq!(box1.len(), 1, "{box1:?}");
+    assert_eq!(
+        box1[0]["subject"],
+        "AWS Notification - Subscription Confirmation"
+    );
+    assert_eq!(box1[0]["recipients"], json!(["ana@example.com"]));
+    let link = box1[0]["confirm_url"].as_str().unwrap().to_string();
+    assert!(box1[0]["body"].as_str().unwrap().contains(&link));
+
+    sns.publish()
+        .topic_arn(&topic)
+        .subject("before")
+        .message("not delivered yet")
+        .send()
+        .await
+        .unwrap();
+    let box2 = mail(&env).await;
+    assert_eq!(box2[1]["subject"], "before");
+    assert_eq!(box2[1]["recipients"], json!([]));
+    assert_eq!(
+        box2[1]["not_delivered_pending_confirmation"],
+        json!(["ana@example.com"])
+    );
+
+    let (status, _, body) = http("GET", &link, &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = http("GET", &link, &[], "").await;
+    assert_eq!(status, 404, "a link confirms once");
+    sns.publish()
+        .topic_arn(&topic)
+        .subject("after")
+        .message("delivered")
+        .send()
+        .await
+        .unwrap();
+    let box3 = mail(&env).await;
+    assert_eq!(box3[2]["subject"], "after");
+    assert_eq!(box3[2]["recipients"], json!(["ana@example.com"]));
+    let listed = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.subscriptions()[0]
+        .subscription_arn()
+        .unwrap()
+        .starts_with("arn:aws:sns:"));
+}
