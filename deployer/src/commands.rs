@@ -184,9 +184,10 @@ fn urls(
         },
         Target::Aws => {
             let api = outputs.get("ApiUrl").cloned();
-            let web = api
-                .as_deref()
-                .map(|a| format!("{}/", a.trim_end_matches("/api")));
+            let web = outputs.get("WebUrl").cloned().or_else(|| {
+                api.as_deref()
+                    .map(|a| format!("{}/", a.trim_end_matches("/api")))
+            });
             (api, web)
         }
     }
@@ -295,6 +296,18 @@ fn confirm(env: &Environment, yes: bool, what: &str) -> Result<()> {
 
 pub(crate) fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
     let specs = package::discover(&env.root)?;
+    let started = Instant::now();
+    // The web function embeds frontend/dist: build it first when its sources changed.
+    if let Some(run) = package::build_frontend(&env.root, &|m| rep.info(m))
+        .context("failed to build the web app (frontend/)")?
+    {
+        if run.installed || run.built {
+            rep.info(&format!(
+                "frontend ready in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
     let started = Instant::now();
     let built = package::build(env, &specs).context("failed to build the Lambda handlers")?;
     rep.info(&format!(

@@ -5,6 +5,10 @@
 //! holds one entry, `bootstrap`, with a fixed timestamp and mode, so an unchanged binary gives a
 //! byte-identical zip and the same key `functions/<name>/<sha256>.zip`: unchanged code is never
 //! uploaded twice, and Lambda's CodeSha256 (base64 of the same SHA-256) can be compared directly.
+//!
+//! The `web` function embeds the frontend's build, so [`build_frontend`] (npm, see
+//! `frontend.rs`) runs before cargo-lambda, and `frontend/dist` is part of the handlers'
+//! source fingerprint.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Architecture, Environment};
 use crate::render::FunctionContext;
+
+mod frontend;
+pub use frontend::{build_frontend, build_frontend_with, npm_program, FrontendRun, Ignore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -31,6 +38,16 @@ pub enum PackageError {
     BuildFailed { status: String },
     #[error("cargo lambda build finished but {path} is missing; check the crate's [[bin]] name")]
     MissingBinary { path: String },
+    #[error("npm not found (looked for {looked}): the web function embeds the frontend's build; install Node.js 20 and npm, or set DEPLOYER_NPM")]
+    NpmMissing { looked: String },
+    #[error("the frontend build failed: `{step}` in {dir} exited with {status}; its output above names the error")]
+    FrontendFailed {
+        step: String,
+        dir: String,
+        status: String,
+    },
+    #[error("`npm run build` finished but {path} is missing; the web function embeds frontend/dist (check vite.config's outDir)")]
+    FrontendMissingOutput { path: String },
     #[error("failed to write package {path}: {source}")]
     Write {
         path: String,
@@ -221,7 +238,8 @@ fn cargo_lambda(root: &Path) -> Result<PathBuf, PackageError> {
 }
 
 /// A fingerprint of everything a handler build reads: the architecture, every file under
-/// `functions/` (build outputs excluded), the workspace manifest and lock file. Equal
+/// `functions/` (build outputs excluded) and `frontend/dist/` (embedded by the web function),
+/// the workspace manifest and lock file. Equal
 /// fingerprints mean cargo would rebuild nothing, so the packages from the last build stand.
 pub fn source_fingerprint(root: &Path, arch: Architecture) -> String {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
@@ -244,6 +262,8 @@ pub fn source_fingerprint(root: &Path, arch: Architecture) -> String {
     }
     let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
     walk(&root.join("functions"), &mut files);
+    // The web function embeds the frontend's build: a rebuilt frontend rebuilds its zip.
+    walk(&root.join("frontend/dist"), &mut files);
     files.sort();
     let mut h = Sha256::new();
     h.update(arch.as_lambda().as_bytes());
@@ -436,6 +456,27 @@ mod tests {
         let b64 = hex_to_b64(&hex_digest);
         assert_eq!(b64, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
         assert_eq!(b64_to_hex(&b64).unwrap(), hex_digest);
+    }
+
+    #[test]
+    fn the_source_fingerprint_follows_the_frontend_build() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("functions/web/src")).unwrap();
+        std::fs::create_dir_all(root.join("frontend/dist/assets")).unwrap();
+        std::fs::create_dir_all(root.join("frontend/src")).unwrap();
+        std::fs::write(root.join("functions/web/src/lib.rs"), "").unwrap();
+        std::fs::write(root.join("frontend/dist/index.html"), "a").unwrap();
+        std::fs::write(root.join("frontend/src/main.ts"), "a").unwrap();
+        let first = source_fingerprint(root, Architecture::X86_64);
+        // The frontend's sources count through its build, not by themselves.
+        std::fs::write(root.join("frontend/src/main.ts"), "b").unwrap();
+        assert_eq!(source_fingerprint(root, Architecture::X86_64), first);
+        std::fs::write(root.join("frontend/dist/assets/app-1.js"), "x").unwrap();
+        let second = source_fingerprint(root, Architecture::X86_64);
+        assert_ne!(second, first);
+        std::fs::write(root.join("frontend/dist/index.html"), "b").unwrap();
+        assert_ne!(source_fingerprint(root, Architecture::X86_64), second);
     }
 
     #[test]

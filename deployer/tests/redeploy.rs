@@ -1,6 +1,7 @@
 //! `deployer redeploy` against the emulator, on a copy of the project (so the test can change a
 //! handler's source without touching the checkout): no change updates 0 functions; a changed
-//! handler updates exactly 1; the next `up` uploads nothing and reports the reconciliation.
+//! handler updates exactly 1, a changed web app build only the web function; the next `up`
+//! uploads nothing and reports the reconciliation.
 
 // Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -33,13 +34,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A workspace holding only the function crates, sharing the checkout's target directory so
-/// registry dependencies are not rebuilt.
+/// A workspace holding only the function crates (and the web app's build that one embeds),
+/// sharing the checkout's target directory so registry dependencies are not rebuilt.
 fn project_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = root();
     copy_dir(&r.join("functions"), &dir.path().join("functions"));
     copy_dir(&r.join("stacks"), &dir.path().join("stacks"));
+    // The web function embeds the frontend's build; the copy takes the checkout's dist/ only
+    // (no package.json, so packaging runs no npm here).
+    let dist = r.join("frontend/dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "{} is missing: run ./dev setup",
+        dist.display()
+    );
+    copy_dir(&dist, &dir.path().join("frontend/dist"));
     std::fs::copy(r.join("deployer.toml"), dir.path().join("deployer.toml")).unwrap();
     std::fs::copy(r.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
     let manifest = std::fs::read_to_string(r.join("Cargo.toml")).unwrap();
@@ -144,12 +154,30 @@ fn redeploy_updates_only_changed_functions_and_up_then_reconciles() {
         .collect();
     assert!(updated[0]["function"].as_str().unwrap().ends_with("-api"));
 
+    // A new build of the web app changes the web function's package, and only that.
+    let index = p.dir.path().join("frontend/dist/index.html");
+    let page = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, format!("{page}<!-- rebuilt -->\n")).unwrap();
+    let web = p.json(&["redeploy"]);
+    assert_eq!(web["updated"], 1, "{web}");
+    let updated: Vec<&Value> = web["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["changed"] == true)
+        .collect();
+    assert!(updated[0]["function"].as_str().unwrap().ends_with("-web"));
+
     let again = p.json(&["up", "--yes"]);
     assert_eq!(
         again["uploaded"], 0,
         "redeploy already uploaded the package: {again}"
     );
-    assert_eq!(again["reconciling"], serde_json::json!(["api"]), "{again}");
+    assert_eq!(
+        again["reconciling"],
+        serde_json::json!(["api", "web"]),
+        "{again}"
+    );
     let status = p.json(&["status"]);
     assert!(
         status["functions"]

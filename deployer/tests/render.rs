@@ -123,6 +123,64 @@ fn rendering_keeps_special_characters_and_lists_resources() {
 }
 
 #[test]
+fn the_stage_root_and_every_other_path_go_to_the_web_function() {
+    let env = environment("local");
+    let app = render::render(
+        &env,
+        &root().join("stacks"),
+        StackKind::App,
+        &functions(&env),
+    )
+    .unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&app.body).unwrap();
+    let res = &doc["Resources"];
+    let uri = |method: &str| format!("{:?}", res[method]["Properties"]["Integration"]["Uri"]);
+    for method in ["WebRootMethod", "WebProxyMethod"] {
+        let props = &res[method]["Properties"];
+        assert_eq!(props["Integration"]["Type"].as_str(), Some("AWS_PROXY"));
+        assert!(
+            uri(method).contains("${WebFunction.Arn}"),
+            "{}",
+            uri(method)
+        );
+    }
+    assert!(
+        format!("{:?}", res["WebRootMethod"]["Properties"]["ResourceId"])
+            .contains("RestApi.RootResourceId")
+    );
+    assert_eq!(
+        res["WebProxyResource"]["Properties"]["PathPart"].as_str(),
+        Some("{proxy+}")
+    );
+    // /api/{proxy+} stays the api function's.
+    assert!(uri("ApiProxyMethod").contains("${ApiFunction.Arn}"));
+    let (deployment, _) = app
+        .resources
+        .iter()
+        .find(|(_, t)| t == "AWS::ApiGateway::Deployment")
+        .unwrap();
+    let depends: Vec<&str> = res[deployment.as_str()]["DependsOn"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        depends,
+        ["ApiProxyMethod", "WebRootMethod", "WebProxyMethod"]
+    );
+    assert!(format!(
+        "{:?}",
+        res["ApiInvokesWebFunction"]["Properties"]["SourceArn"]
+    )
+    .contains("${RestApi}/*/*/*"));
+    assert!(format!("{:?}", doc["Outputs"]["WebUrl"]["Value"]).contains("/v1/\""));
+    // The web function reads no table.
+    let web_role = format!("{:?}", res["WebFunctionRole"]);
+    assert!(!web_role.contains("dynamodb"), "{web_role}");
+}
+
+#[test]
 fn an_email_at_bring_up_becomes_an_inline_subscription() {
     let mut env = environment("local");
     env.notification_email = Some("ops@example.com".into());
