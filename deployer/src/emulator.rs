@@ -69,7 +69,8 @@ pub fn healthy(port: u16) -> bool {
     .is_ok()
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether a process runs (a zombie does not count).
+pub(crate) fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state letter says it is dead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
@@ -236,7 +237,8 @@ pub fn terminate(pid: u32) {
     }
 }
 
-fn last_line(path: &Path) -> String {
+/// The last non-empty line of a log file, for start-up errors.
+pub(crate) fn last_line(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| {

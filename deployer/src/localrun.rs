@@ -7,7 +7,7 @@
 //! the API URL a user bookmarked stays the same.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::config::Environment;
-use crate::emulator::{self, Emulator};
+use crate::emulator::{self, alive, last_line, Emulator};
 use crate::state::{Endpoints, StateDir};
 
 pub const IMAGE_FILE: &str = "model-image.json";
@@ -113,16 +113,6 @@ pub fn build_model_image(env: &Environment) -> Result<Option<ModelImage>, LocalR
     };
     state.write_json(IMAGE_FILE, &image)?;
     Ok(Some(image))
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('Z'))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 fn healthy(port: u16) -> bool {
@@ -340,18 +330,6 @@ pub fn stop(state: &StateDir) -> (bool, bool) {
 pub fn forget(env: &Environment) {
     let _ = std::fs::remove_dir_all(env.state_dir.join("localcloud"));
     let _ = std::fs::remove_dir_all(env.state_dir.join("logs"));
-}
-
-fn last_line(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "no output".into())
 }
 
 /// Runs the local cloud in this process (the hidden `deployer local serve`).

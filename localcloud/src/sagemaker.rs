@@ -339,6 +339,38 @@ pub async fn handle(cloud: &Arc<Cloud>, req: &Req) -> Resp {
     }
 }
 
+/// "Could not find …" with the resource's ARN, SageMaker's answer for a missing resource.
+/// `kind` is how the message names it ("endpoint configuration"); the ARN uses SageMaker's
+/// resource type ("endpoint-config").
+fn not_found(cloud: &Cloud, kind: &str, name: &str) -> (StatusCode, &'static str, String) {
+    let res = kind.replace(' ', "-").replace("configuration", "config");
+    bad(format!(
+        "Could not find {kind} \"{}\".",
+        cloud.arn("sagemaker", &format!("{res}/{}", name.to_lowercase()))
+    ))
+}
+
+/// Stores a new record and its tags unless one with that name exists; returns whether it
+/// was stored.
+fn insert_new(
+    sm: &SageMaker,
+    pick: impl Fn(&mut Store) -> &mut BTreeMap<String, Value>,
+    name: &str,
+    record: Value,
+    arn: &str,
+    body: &Value,
+) -> bool {
+    let tags = body["Tags"].as_array().cloned().unwrap_or_default();
+    sm.with(|st| {
+        if pick(st).contains_key(name) {
+            return false;
+        }
+        pick(st).insert(name.to_string(), record);
+        st.tags.insert(arn.to_string(), tags);
+        true
+    })
+}
+
 fn describe(
     sm: &SageMaker,
     pick: impl Fn(&Store) -> &BTreeMap<String, Value>,
@@ -346,13 +378,8 @@ fn describe(
     kind: &str,
     cloud: &Cloud,
 ) -> ApiResult {
-    sm.read(|st| pick(st).get(name).cloned()).ok_or_else(|| {
-        let res = kind.replace(' ', "-").replace("configuration", "config");
-        bad(format!(
-            "Could not find {kind} \"{}\".",
-            cloud.arn("sagemaker", &format!("{res}/{}", name.to_lowercase()))
-        ))
-    })
+    sm.read(|st| pick(st).get(name).cloned())
+        .ok_or_else(|| not_found(cloud, kind, name))
 }
 
 fn delete(
@@ -381,13 +408,7 @@ fn delete(
     });
     match arn {
         Some(_) => Ok(json!({})),
-        None => {
-            let res = kind.replace(' ', "-").replace("configuration", "config");
-            Err(bad(format!(
-                "Could not find {kind} \"{}\".",
-                cloud.arn("sagemaker", &format!("{res}/{}", name.to_lowercase()))
-            )))
-        }
+        None => Err(not_found(cloud, kind, name)),
     }
 }
 
@@ -477,16 +498,14 @@ fn create_training_job(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
     if let Some(o) = job.as_object_mut() {
         o.retain(|_, v| !v.is_null());
     }
-    let tags = body["Tags"].as_array().cloned().unwrap_or_default();
-    let dup = cloud.sagemaker.with(|st| {
-        if st.training_jobs.contains_key(&name) {
-            return true;
-        }
-        st.training_jobs.insert(name.clone(), job.clone());
-        st.tags.insert(arn.clone(), tags.clone());
-        false
-    });
-    if dup {
+    if !insert_new(
+        &cloud.sagemaker,
+        |st| &mut st.training_jobs,
+        &name,
+        job,
+        &arn,
+        body,
+    ) {
         return Err((
             StatusCode::BAD_REQUEST,
             "ResourceInUse",
@@ -933,16 +952,14 @@ fn create_model(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
         "ModelName": name, "ModelArn": arn, "PrimaryContainer": container,
         "ExecutionRoleArn": body["ExecutionRoleArn"], "CreationTime": httpx::now_epoch(),
     });
-    let tags = body["Tags"].as_array().cloned().unwrap_or_default();
-    let dup = cloud.sagemaker.with(|st| {
-        if st.models.contains_key(&name) {
-            return true;
-        }
-        st.models.insert(name.clone(), model);
-        st.tags.insert(arn.clone(), tags);
-        false
-    });
-    if dup {
+    if !insert_new(
+        &cloud.sagemaker,
+        |st| &mut st.models,
+        &name,
+        model,
+        &arn,
+        body,
+    ) {
         return Err(bad(format!(
             "Cannot create already existing model \"{arn}\"."
         )));
@@ -963,10 +980,7 @@ fn create_endpoint_config(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
     for v in &variants {
         let model = s(v, "ModelName");
         if !cloud.sagemaker.read(|st| st.models.contains_key(&model)) {
-            return Err(bad(format!(
-                "Could not find model \"{}\".",
-                cloud.arn("sagemaker", &format!("model/{}", model.to_lowercase()))
-            )));
+            return Err(not_found(cloud, "model", &model));
         }
         let sc = &v["ServerlessConfig"];
         if sc.is_object() {
@@ -992,16 +1006,14 @@ fn create_endpoint_config(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
         "EndpointConfigName": name, "EndpointConfigArn": arn,
         "ProductionVariants": variants, "CreationTime": httpx::now_epoch(),
     });
-    let tags = body["Tags"].as_array().cloned().unwrap_or_default();
-    let dup = cloud.sagemaker.with(|st| {
-        if st.configs.contains_key(&name) {
-            return true;
-        }
-        st.configs.insert(name.clone(), cfg);
-        st.tags.insert(arn.clone(), tags);
-        false
-    });
-    if dup {
+    if !insert_new(
+        &cloud.sagemaker,
+        |st| &mut st.configs,
+        &name,
+        cfg,
+        &arn,
+        body,
+    ) {
         return Err(bad(format!(
             "Cannot create already existing endpoint configuration \"{arn}\"."
         )));
@@ -1083,13 +1095,7 @@ fn create_endpoint(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
     check_name("endpointName", &name)?;
     let config = s(body, "EndpointConfigName");
     if !cloud.sagemaker.read(|st| st.configs.contains_key(&config)) {
-        return Err(bad(format!(
-            "Could not find endpoint configuration \"{}\".",
-            cloud.arn(
-                "sagemaker",
-                &format!("endpoint-config/{}", config.to_lowercase())
-            )
-        )));
+        return Err(not_found(cloud, "endpoint configuration", &config));
     }
     let arn = cloud.arn("sagemaker", &format!("endpoint/{}", name.to_lowercase()));
     let now = httpx::now_epoch();
@@ -1097,16 +1103,14 @@ fn create_endpoint(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
         "EndpointName": name, "EndpointArn": arn, "EndpointConfigName": config,
         "EndpointStatus": "Creating", "CreationTime": now, "LastModifiedTime": now,
     });
-    let tags = body["Tags"].as_array().cloned().unwrap_or_default();
-    let dup = cloud.sagemaker.with(|st| {
-        if st.endpoints.contains_key(&name) {
-            return true;
-        }
-        st.endpoints.insert(name.clone(), ep);
-        st.tags.insert(arn.clone(), tags);
-        false
-    });
-    if dup {
+    if !insert_new(
+        &cloud.sagemaker,
+        |st| &mut st.endpoints,
+        &name,
+        ep,
+        &arn,
+        body,
+    ) {
         return Err(bad(format!(
             "Cannot create already existing endpoint \"{arn}\"."
         )));
@@ -1142,12 +1146,7 @@ fn update_endpoint(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
     let status = cloud
         .sagemaker
         .read(|st| st.endpoints.get(&name).map(|e| s(e, "EndpointStatus")))
-        .ok_or_else(|| {
-            bad(format!(
-                "Could not find endpoint \"{}\".",
-                cloud.arn("sagemaker", &format!("endpoint/{}", name.to_lowercase()))
-            ))
-        })?;
+        .ok_or_else(|| not_found(cloud, "endpoint", &name))?;
     if status != "InService" {
         return Err(bad(format!(
             "Cannot update in-progress endpoint \"{}\" (status {status}).",
@@ -1155,13 +1154,7 @@ fn update_endpoint(cloud: &Arc<Cloud>, body: &Value) -> ApiResult {
         )));
     }
     if !cloud.sagemaker.read(|st| st.configs.contains_key(&config)) {
-        return Err(bad(format!(
-            "Could not find endpoint configuration \"{}\".",
-            cloud.arn(
-                "sagemaker",
-                &format!("endpoint-config/{}", config.to_lowercase())
-            )
-        )));
+        return Err(not_found(cloud, "endpoint configuration", &config));
     }
     set_endpoint(cloud, &name, |o| {
         o.insert("EndpointStatus".into(), json!("Updating"));
@@ -1233,10 +1226,7 @@ fn delete_endpoint(cloud: &Arc<Cloud>, name: &str) -> ApiResult {
         e.is_some()
     });
     if !gone {
-        return Err(bad(format!(
-            "Could not find endpoint \"{}\".",
-            cloud.arn("sagemaker", &format!("endpoint/{}", name.to_lowercase()))
-        )));
+        return Err(not_found(cloud, "endpoint", name));
     }
     let old = cloud
         .sagemaker
