@@ -94,6 +94,7 @@ pub async fn sweep(c: &Clients, scope: &Scope, remove: bool, rep: &Reporter) -> 
     all.extend(sagemaker(c, scope, remove).await);
     all.extend(lambda(c, scope, remove).await);
     all.extend(apigateway(c, scope, remove).await);
+    all.extend(cognito(c, scope, remove).await);
     all.extend(events(c, scope, remove).await);
     all.extend(sns(c, scope, remove).await);
     all.extend(s3(c, scope, remove, rep).await);
@@ -733,6 +734,60 @@ async fn ecr(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
                 .delete_repository()
                 .repository_name(name)
                 .force(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe_err(&e));
+            out.push(outcome(f, res));
+        } else {
+            out.push(f);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- Cognito
+
+/// User pools named `<prefix>-users`. The local emulator's CloudFormation never made them (the
+/// deployer did), so stack deletion cannot remove them there.
+async fn cognito(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
+    let mut pools = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        match c
+            .cognito
+            .list_user_pools()
+            .max_results(60)
+            .set_next_token(next.take())
+            .send()
+            .await
+        {
+            Ok(page) => {
+                pools.extend(
+                    page.user_pools()
+                        .iter()
+                        .filter_map(|p| Some((p.name()?.to_string(), p.id()?.to_string()))),
+                );
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            Err(e) => return vec![unchecked("cognito-idp", describe_err(&e))],
+        }
+    }
+    let mut out = Vec::new();
+    for (name, id) in pools.into_iter().filter(|(n, _)| scope.owns(n)) {
+        // No charge while nobody signs in (priced per monthly active user), but it holds
+        // people's email addresses: teardown removes it all the same.
+        let f = Finding::new("cognito-idp", "user pool", format!("{name} ({id})"))
+            .free()
+            .cost(0.0, "priced per monthly active user; holds users' emails");
+        if remove {
+            let res = c
+                .cognito
+                .delete_user_pool()
+                .user_pool_id(&id)
                 .send()
                 .await
                 .map(|_| ())

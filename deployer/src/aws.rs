@@ -45,6 +45,7 @@ pub struct Clients {
     pub ecr: aws_sdk_ecr::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sts: aws_sdk_sts::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
 }
 
 /// Loads the SDK configuration for the environment. `endpoints` is the local emulator's map,
@@ -156,6 +157,7 @@ pub fn clients(env: &Environment, cfg: &SdkConfig, endpoints: Option<&Endpoints>
         ecr: client!(aws_sdk_ecr, "ecr"),
         logs: client!(aws_sdk_cloudwatchlogs, "logs"),
         sts: client!(aws_sdk_sts, "sts"),
+        cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
     }
 }
 

@@ -86,6 +86,35 @@ pub enum Command {
     /// The local emulator of a local environment.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// The people who may use the deployment's API and web app (its Cognito user pool).
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; prints a temporary password once (they choose their own at first sign-in).
+    #[command(
+        after_help = "Examples:\n  deployer users add ana@example.com --approver   may accept models\n  deployer users add ben@example.com              read-only"
+    )]
+    Add {
+        email: String,
+        /// May start training, accept, reject and roll back models, and subscribe emails.
+        /// Promotes an existing user.
+        #[arg(long)]
+        approver: bool,
+    },
+    /// Every user with their role and status.
+    List,
+    /// Remove a user.
+    Remove { email: String },
+    /// Give a user a new temporary password (printed once); they choose their own at next sign-in.
+    Reset { email: String },
+    /// Sign in and print an ID token for the API's Authorization header (password on stdin).
+    #[command(
+        after_help = "Example:\n  TOKEN=$(echo \"$PASSWORD\" | deployer users token ana@example.com)\n  curl -H \"Authorization: $TOKEN\" \"$API_URL/models\""
+    )]
+    Token { email: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -103,6 +103,40 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
             crate::redeploy::run(env, &functions, cli.output, rep).await
         }
         Command::Local(c) => local_cmd(env, c, cli.output),
+        Command::Users(c) => users_cmd(env, c, cli.output, rep).await,
+    }
+}
+
+async fn users_cmd(
+    env: &Environment,
+    cmd: crate::cli::UsersCommand,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
+    use crate::cli::UsersCommand;
+    let (c, _) = connect(env, rep).await?;
+    match cmd {
+        UsersCommand::Add { email, approver } => {
+            crate::users::add(&c, env, &email, approver, format, rep).await
+        }
+        UsersCommand::List => crate::users::list(&c, env, format).await,
+        UsersCommand::Remove { email } => crate::users::remove(&c, env, &email, format).await,
+        UsersCommand::Reset { email } => crate::users::reset(&c, env, &email, format).await,
+        UsersCommand::Token { email } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("failed to read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!(
+                    "no password on stdin; run: echo \"$PASSWORD\" | deployer users token {email}"
+                );
+            }
+            let token = crate::users::sign_in(&c, env, &email, password).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -487,6 +521,9 @@ struct UpReport {
     /// Functions whose code already ran (from `redeploy`) and whose stack references were updated.
     reconciling: Vec<String>,
     outputs: std::collections::BTreeMap<String, String>,
+    /// The local user pool `up` stands in for (with the first approver, the one time it is
+    /// created); `None` on AWS, where the stack's outputs name the pool.
+    auth: Option<crate::users::LocalAuth>,
     seconds: f64,
 }
 
@@ -600,6 +637,28 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         .await?,
     );
 
+    // The emulator's CloudFormation skips Cognito and API Gateway authorizers: create them
+    // through their APIs, as the template names them.
+    let auth = if env.target == Target::Local {
+        let api = outputs
+            .get("RestApiId")
+            .context("the app stack has no RestApiId output")?;
+        let names: Vec<String> = built
+            .iter()
+            .map(|p| format!("{}-{}", env.prefix(), p.spec.name))
+            .collect();
+        let a = crate::users::ensure_local(&c, env, api, &names)
+            .await
+            .context("failed to set up the local user pool")?;
+        for what in &a.changed {
+            rep.info(&format!("local users: set up {what}"));
+        }
+        reconciled.extend(a.changed.iter().map(|w| format!("local users: {w}")));
+        Some(a)
+    } else {
+        None
+    };
+
     let manifest = ArtifactManifest {
         functions: built
             .iter()
@@ -633,6 +692,7 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         reconciled,
         reconciling,
         outputs,
+        auth,
         seconds: started.elapsed().as_secs_f64(),
     };
     if !changed {
@@ -654,7 +714,18 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
                 .collect::<Vec<_>>(),
         );
         rows.push(vec!["ArtifactBucketName".into(), bucket.clone()]);
-        table(&["OUTPUT", "VALUE"], &rows)
+        if let Some(a) = &report.auth {
+            rows.push(vec!["UserPoolId".into(), a.user_pool_id.clone()]);
+            rows.push(vec!["UserPoolClientId".into(), a.client_id.clone()]);
+        }
+        let mut out = table(&["OUTPUT", "VALUE"], &rows);
+        if let Some(u) = report.auth.as_ref().and_then(|a| a.first_user.as_ref()) {
+            out.push_str(&format!(
+                "\nfirst approver (shown once): {}  password: {}\nsign in to the web app with it; add people with `deployer users add EMAIL [--approver]`",
+                u.email, u.password
+            ));
+        }
+        out
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -80,8 +80,15 @@ impl Architecture {
     }
 }
 
+/// API Gateway stage throttling: steady requests per second and burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApiThrottle {
+    pub rate: u32,
+    pub burst: u32,
+}
+
 /// Settings of the SageMaker serverless endpoint the pipeline creates at run time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointSettings {
     pub name: String,
     pub memory_mb: u32,
@@ -105,6 +112,8 @@ pub struct Layer {
     pub retrain_schedule_enabled: Option<bool>,
     pub uploads_expire_days: Option<u32>,
     pub api_stage: Option<String>,
+    pub api_throttle_rate: Option<u32>,
+    pub api_throttle_burst: Option<u32>,
     pub endpoint_memory_mb: Option<u32>,
     pub endpoint_max_concurrency: Option<u32>,
     pub endpoint_variant: Option<String>,
@@ -131,6 +140,8 @@ impl Layer {
             retrain_schedule_enabled,
             uploads_expire_days,
             api_stage,
+            api_throttle_rate,
+            api_throttle_burst,
             endpoint_memory_mb,
             endpoint_max_concurrency,
             endpoint_variant,
@@ -210,6 +221,14 @@ impl Layer {
                 get("DEPLOYER_UPLOADS_EXPIRE_DAYS"),
             )?,
             api_stage: get("DEPLOYER_API_STAGE"),
+            api_throttle_rate: parse(
+                "DEPLOYER_API_THROTTLE_RATE",
+                get("DEPLOYER_API_THROTTLE_RATE"),
+            )?,
+            api_throttle_burst: parse(
+                "DEPLOYER_API_THROTTLE_BURST",
+                get("DEPLOYER_API_THROTTLE_BURST"),
+            )?,
             endpoint_memory_mb: parse(
                 "DEPLOYER_ENDPOINT_MEMORY_MB",
                 get("DEPLOYER_ENDPOINT_MEMORY_MB"),
@@ -275,6 +294,9 @@ pub struct Environment {
     pub retrain_schedule_enabled: bool,
     pub uploads_expire_days: u32,
     pub api_stage: String,
+    /// The stage's steady request rate per second and burst: API Gateway answers 429 above
+    /// them, so a leaked URL or a runaway client cannot run up the bill.
+    pub api_throttle: ApiThrottle,
     pub endpoint: EndpointSettings,
     /// The model container image for training jobs and endpoints.
     pub training_image: String,
@@ -454,6 +476,31 @@ pub fn resolve(
             why: "API Gateway stage names use letters, digits and _".into(),
         });
     }
+    // API Gateway's account-level defaults are 10,000 requests per second and a burst of
+    // 5,000; a stage limit above them would never apply.
+    let api_throttle = ApiThrottle {
+        rate: layer.api_throttle_rate.unwrap_or(25),
+        burst: layer.api_throttle_burst.unwrap_or(50),
+    };
+    if !(1..=10_000).contains(&api_throttle.rate) {
+        return Err(ConfigError::Invalid {
+            key: "api_throttle_rate".into(),
+            value: api_throttle.rate.to_string(),
+            why: "requests per second, 1 to 10000 (API Gateway's account limit)".into(),
+        });
+    }
+    if !(1..=5_000).contains(&api_throttle.burst)
+        || api_throttle.burst < api_throttle.rate.min(5_000)
+    {
+        return Err(ConfigError::Invalid {
+            key: "api_throttle_burst".into(),
+            value: api_throttle.burst.to_string(),
+            why: format!(
+                "1 to 5000 (API Gateway's account limit) and at least api_throttle_rate ({})",
+                api_throttle.rate.min(5_000)
+            ),
+        });
+    }
 
     let primary_metric = layer.primary_metric.unwrap_or_else(|| "f1".into());
     if !["accuracy", "precision", "recall", "f1", "auc_roc", "loss"]
@@ -509,6 +556,7 @@ pub fn resolve(
         retrain_schedule_enabled: layer.retrain_schedule_enabled.unwrap_or(false),
         uploads_expire_days: layer.uploads_expire_days.unwrap_or(30),
         api_stage,
+        api_throttle,
         root,
     })
 }

@@ -141,6 +141,11 @@ pub fn ensure_running(env: &Environment) -> Result<Emulator, EmulatorError> {
             "-p",
             &port.to_string(),
         ])
+        // User pool and app client ids from a hash of their names, not random: the local cloud
+        // rebuilds a restarted emulator by replaying the recorded calls, and users, groups and
+        // the web app's configuration must still find the same ids afterwards.
+        .env("MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY", "HASH")
+        .env("MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY", "HASH")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

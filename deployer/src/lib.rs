@@ -18,3 +18,4 @@ pub mod redeploy;
 pub mod render;
 pub mod stack;
 pub mod state;
+pub mod users;

@@ -94,6 +94,8 @@ struct Schedule {
 struct Api {
     stage: String,
     routes_hash: String,
+    throttle_rate: u32,
+    throttle_burst: u32,
 }
 
 /// Everything the templates may use. Serialized into `parameters.json` by `deployer render`.
@@ -184,6 +186,8 @@ pub fn render(
         api: Api {
             stage: env.api_stage.clone(),
             routes_hash: routes_hash(&src, functions),
+            throttle_rate: env.api_throttle.rate,
+            throttle_burst: env.api_throttle.burst,
         },
         endpoint: env.endpoint.clone(),
         artifact_bucket: format!(

@@ -167,7 +167,14 @@ fn the_stage_root_and_every_other_path_go_to_the_web_function() {
         .collect();
     assert_eq!(
         depends,
-        ["ApiProxyMethod", "WebRootMethod", "WebProxyMethod"]
+        [
+            "ApiProxyMethod",
+            "ApiHealthMethod",
+            "WebRootMethod",
+            "WebProxyMethod",
+            "UnauthorizedResponse",
+            "ThrottledResponse"
+        ]
     );
     assert!(format!(
         "{:?}",
@@ -178,6 +185,119 @@ fn the_stage_root_and_every_other_path_go_to_the_web_function() {
     // The web function reads no table.
     let web_role = format!("{:?}", res["WebFunctionRole"]);
     assert!(!web_role.contains("dynamodb"), "{web_role}");
+}
+
+/// Every API Gateway method of a rendered app stack: (logical id, resource path, properties).
+fn methods(doc: &serde_yaml_ng::Value) -> Vec<(String, serde_yaml_ng::Value)> {
+    doc["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::ApiGateway::Method"))
+        .map(|(k, r)| (k.as_str().unwrap().to_string(), r["Properties"].clone()))
+        .collect()
+}
+
+#[test]
+fn every_api_method_but_health_needs_a_user_of_the_stacks_pool() {
+    for name in environments() {
+        let env = environment(&name);
+        let app = render::render(
+            &env,
+            &root().join("stacks"),
+            StackKind::App,
+            &functions(&env),
+        )
+        .unwrap();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&app.body).unwrap();
+        let res = &doc["Resources"];
+        let mut open = Vec::new();
+        for (id, props) in methods(&doc) {
+            let target = format!("{:?}", props["Integration"]["Uri"]);
+            match props["AuthorizationType"].as_str() {
+                Some("COGNITO_USER_POOLS") => {
+                    assert!(
+                        format!("{:?}", props["AuthorizerId"]).contains("ApiAuthorizer"),
+                        "{name}: {id} names no authorizer"
+                    );
+                }
+                Some("NONE") => open.push((id, target)),
+                other => panic!("{name}: {id} has authorization {other:?}"),
+            }
+        }
+        // Open: the health probe (api function) and the web app's files (web function).
+        open.sort();
+        let open_ids: Vec<&str> = open.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            open_ids,
+            ["ApiHealthMethod", "WebProxyMethod", "WebRootMethod"],
+            "{name}"
+        );
+        assert_eq!(
+            res["ApiHealthMethod"]["Properties"]["HttpMethod"].as_str(),
+            Some("GET")
+        );
+        assert_eq!(
+            res["ApiHealthResource"]["Properties"]["PathPart"].as_str(),
+            Some("health")
+        );
+        for (id, target) in &open[1..] {
+            assert!(
+                target.contains("WebFunction"),
+                "{name}: open {id} is not the web app's: {target}"
+            );
+        }
+        // The authorizer trusts this stack's pool only; users are made by administrators.
+        let auth = &res["ApiAuthorizer"]["Properties"];
+        assert_eq!(auth["Type"].as_str(), Some("COGNITO_USER_POOLS"));
+        assert!(format!("{:?}", auth["ProviderARNs"]).contains("UserPool.Arn"));
+        let pool = &res["UserPool"]["Properties"];
+        assert_eq!(
+            pool["UserPoolName"].as_str(),
+            Some(deployer::users::pool_name(&env).as_str())
+        );
+        assert_eq!(
+            pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(pool["DeletionProtection"].as_str(), Some("INACTIVE"));
+        let client = &res["UserPoolClient"]["Properties"];
+        assert_eq!(
+            client["ClientName"].as_str(),
+            Some(deployer::users::client_name(&env).as_str())
+        );
+        assert_eq!(client["GenerateSecret"].as_bool(), Some(false));
+        assert_eq!(
+            res["ApproversGroup"]["Properties"]["GroupName"].as_str(),
+            Some(deployer::users::APPROVERS)
+        );
+        // Throttling on the stage, from deployer.toml.
+        let (deployment, _) = app
+            .resources
+            .iter()
+            .find(|(_, t)| t == "AWS::ApiGateway::Deployment")
+            .unwrap();
+        let stage = &res[deployment.as_str()]["Properties"]["StageDescription"];
+        assert_eq!(
+            stage["ThrottlingRateLimit"].as_u64(),
+            Some(u64::from(env.api_throttle.rate))
+        );
+        assert_eq!(
+            stage["ThrottlingBurstLimit"].as_u64(),
+            Some(u64::from(env.api_throttle.burst))
+        );
+        // API Gateway's own 401 says what the local gateway says, in the API's error shape.
+        let body = res["UnauthorizedResponse"]["Properties"]["ResponseTemplates"]
+            ["application/json"]
+            .as_str()
+            .unwrap();
+        assert_eq!(body, localcloud::authorizer::UNAUTHORIZED_BODY, "{name}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized");
+        // The web app learns where to sign in from its function's environment.
+        let web_env = format!("{:?}", res["WebFunction"]["Properties"]["Environment"]);
+        assert!(web_env.contains("USER_POOL_ID") && web_env.contains("USER_POOL_CLIENT_ID"));
+    }
 }
 
 #[test]
@@ -253,6 +373,34 @@ fn checkov_fails_nothing_and_every_skip_has_a_reason() {
     assert!(
         summary["passed"].as_u64().unwrap() > 40,
         "too few checks ran: {summary}"
+    );
+    // No API method without authorization except those skipped with a reason: the health
+    // probe and the web app's public files.
+    let mut open: Vec<String> = report["results"]["skipped_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check_id"] == "CKV_AWS_59")
+        .filter_map(|c| c["resource"].as_str().map(str::to_string))
+        .collect();
+    open.sort();
+    open.dedup();
+    assert_eq!(
+        open,
+        [
+            "AWS::ApiGateway::Method.ApiHealthMethod",
+            "AWS::ApiGateway::Method.WebProxyMethod",
+            "AWS::ApiGateway::Method.WebRootMethod"
+        ]
+    );
+    assert!(
+        report["results"]["passed_checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check_id"] == "CKV_AWS_59"
+                && c["resource"] == "AWS::ApiGateway::Method.ApiProxyMethod"),
+        "checkov should have checked the API's proxy method for authorization and passed it"
     );
     for skipped in report["results"]["skipped_checks"].as_array().unwrap() {
         let why = skipped["check_result"]["suppress_comment"]

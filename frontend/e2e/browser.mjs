@@ -1,22 +1,28 @@
-// Browser tests of the web app against a running stack (issue 6, "Tests"): a real Chromium
+// Browser tests of the web app against a running stack (issues 6 and 8): a real Chromium
 // (Debian's, headless, driven by playwright-core; nothing is downloaded) goes through the app as
 // a user would, saves a screenshot per step and runs axe-core on every page.
 //
 // Run by tests/tests/web_app.rs against the local cloud (`cargo test -p e2e --test web_app`);
 // by hand against any stage:
 //
-//   WEB_URL=http://127.0.0.1:PORT/v1/ OUT_DIR=/tmp/web SAMPLE_IMAGE=photo.png node e2e/browser.mjs
+//   WEB_URL=http://127.0.0.1:PORT/v1/ OUT_DIR=/tmp/web SAMPLE_IMAGE=photo.png \
+//     E2E_EMAIL=approver@example.com E2E_PASSWORD=... node e2e/browser.mjs
 //
-// It expects a model to be staged already (training started by a data set), and it changes the
-// stack: it starts a training run, accepts the staged model and subscribes an email address.
+// It signs in first (the user must be in the `approvers` group and have a permanent password:
+// a temporary one would ask for a new password, which this script does not choose), checks that
+// every API call carries the raw ID token, and signs out last, checking that the actions and the
+// data are gone. It expects a model to be staged already (training started by a data set), and
+// it changes the stack: it starts a training run, accepts the staged model (recorded as
+// E2E_EMAIL, which the history must show) and subscribes an email address.
 //
 // Environment:
 //   WEB_URL        the app, ending in `/` (`deployer up` prints it as web_url)
 //   OUT_DIR        screenshots `NN-name.png` and summary.json (created)
 //   SAMPLE_IMAGE   a JPEG or PNG to classify
+//   E2E_EMAIL      the email of a user of the stack's user pool, in the approvers group
+//   E2E_PASSWORD   that user's (permanent) password
 //   CHROMIUM       the browser (default /usr/bin/chromium)
 //   EMAIL          the address to subscribe (default: a unique one at example.com)
-//   REVIEWER       the name recorded with the accept (default "Browser Test")
 //   TRAINING_TIMEOUT_S, DEPLOY_TIMEOUT_S   default 120 each
 //
 // Exit 0 when every step passed, axe-core found no serious or critical violation on any page
@@ -35,7 +41,7 @@ import { AxeBuilder } from '@axe-core/playwright';
 function usage(message) {
   console.error(`browser.mjs: ${message}`);
   console.error(
-    'usage: WEB_URL=http://127.0.0.1:PORT/<stage>/ OUT_DIR=DIR SAMPLE_IMAGE=FILE.png|jpg [CHROMIUM=/usr/bin/chromium] node e2e/browser.mjs',
+    'usage: WEB_URL=http://127.0.0.1:PORT/<stage>/ OUT_DIR=DIR SAMPLE_IMAGE=FILE.png|jpg E2E_EMAIL=EMAIL E2E_PASSWORD=PASSWORD [CHROMIUM=/usr/bin/chromium] node e2e/browser.mjs',
   );
   process.exit(2);
 }
@@ -44,7 +50,8 @@ const WEB_URL = process.env.WEB_URL ?? '';
 const OUT_DIR = resolve(process.env.OUT_DIR ?? '');
 const SAMPLE_IMAGE = process.env.SAMPLE_IMAGE ?? '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const REVIEWER = process.env.REVIEWER || 'Browser Test';
+const E2E_EMAIL = (process.env.E2E_EMAIL ?? '').trim();
+const E2E_PASSWORD = process.env.E2E_PASSWORD ?? '';
 const EMAIL = process.env.EMAIL || `browser-${Date.now()}-${process.pid}@example.com`;
 const TRAINING_TIMEOUT_MS = Number(process.env.TRAINING_TIMEOUT_S || 120) * 1000;
 const DEPLOY_TIMEOUT_MS = Number(process.env.DEPLOY_TIMEOUT_S || 120) * 1000;
@@ -57,6 +64,8 @@ if (!/^https?:\/\/[^/]+\/(.*\/)?$/.test(WEB_URL)) {
 if (!process.env.OUT_DIR) usage('OUT_DIR is not set');
 if (!SAMPLE_IMAGE || !existsSync(SAMPLE_IMAGE)) usage(`SAMPLE_IMAGE "${SAMPLE_IMAGE}" is not a file`);
 if (!/\.(png|jpe?g)$/i.test(SAMPLE_IMAGE)) usage(`SAMPLE_IMAGE must be a .png, .jpg or .jpeg file, got "${SAMPLE_IMAGE}"`);
+if (!E2E_EMAIL || !E2E_EMAIL.includes('@')) usage(`E2E_EMAIL must be the email of an approver of the stack's user pool, got "${E2E_EMAIL}"`);
+if (!E2E_PASSWORD) usage('E2E_PASSWORD is not set (the password of E2E_EMAIL)');
 if (!existsSync(CHROMIUM)) {
   usage(`no browser at ${CHROMIUM}: install Debian's chromium (\`./dev setup\` does) or set CHROMIUM`);
 }
@@ -64,6 +73,12 @@ mkdirSync(OUT_DIR, { recursive: true });
 
 const ORIGIN = new URL(WEB_URL).origin;
 const apiUrl = (path) => new URL(`api/${path}`, WEB_URL).toString();
+const API_PREFIX = apiUrl('');
+const CONFIG_URL = new URL('config.json', WEB_URL).toString();
+/** Origins the page may call: its own, and the user pool's endpoint (from config.json). */
+const allowedOrigins = new Set([ORIGIN]);
+/** The newest ID token the page sent to the API (for this script's own API reads). */
+let lastIdToken = null;
 
 /** The metric series colours of src/components/MetricChart.tsx (SERIES_STYLE). */
 const SERIES_COLOURS = {
@@ -82,7 +97,8 @@ const summary = {
   chromium: CHROMIUM,
   browser_version: null,
   sample_image: SAMPLE_IMAGE,
-  reviewer: REVIEWER,
+  user: E2E_EMAIL,
+  auth_endpoint: null,
   email: EMAIL,
   ok: false,
   seconds: 0,
@@ -94,6 +110,8 @@ const summary = {
   accepted_model_id: null,
   prediction: null,
   subscription: null,
+  signed_out: null,
+  api_requests: { with_token: 0, health_without_token: 0, without_token: [], bearer_prefixed: [] },
   page_errors: [],
   csp_violations: [],
   console_errors: [],
@@ -209,9 +227,13 @@ async function alerts() {
   return texts.map((t) => t.trim()).filter(Boolean);
 }
 
-/** GET api/<path> from the page's origin, as JSON (or `{ status, text }` on a non-JSON body). */
-async function apiGet(path) {
-  const r = await page.request.get(apiUrl(path), { timeout: 30_000 });
+/**
+ * GET api/<path> from the page's origin with the ID token the page last sent (or none), as JSON
+ * (or `{ status, text }` on a non-JSON body).
+ */
+async function apiGet(path, { token = lastIdToken } = {}) {
+  const headers = token ? { authorization: token } : {};
+  const r = await page.request.get(apiUrl(path), { timeout: 30_000, headers });
   const text = await r.text();
   try {
     return { status: r.status(), json: JSON.parse(text) };
@@ -287,6 +309,25 @@ async function main() {
     reducedMotion: 'reduce',
   });
   context.setDefaultTimeout(15_000);
+
+  // The user pool the app signs in against: its endpoint is the one other origin it may call.
+  const cfgResp = await context.request.get(CONFIG_URL, { timeout: 30_000 });
+  const cfgText = await cfgResp.text();
+  let cfg = null;
+  try {
+    cfg = JSON.parse(cfgText);
+  } catch {
+    // reported below
+  }
+  const endpoint = cfg?.auth?.endpoint;
+  if (cfgResp.status() !== 200 || typeof endpoint !== 'string') {
+    throw new Error(
+      `GET ${CONFIG_URL}: expected 200 with {"auth": {"endpoint": ...}} (the stack's user pool), got ${cfgResp.status()}: ${cfgText.slice(0, 300)}`,
+    );
+  }
+  summary.auth_endpoint = endpoint;
+  allowedOrigins.add(new URL(endpoint).origin);
+
   page = await context.newPage();
 
   page.on('pageerror', (e) => {
@@ -303,18 +344,32 @@ async function main() {
       summary.console_errors.push(text);
     }
   });
-  page.on('request', (r) => {
+  page.on('request', async (r) => {
     const u = r.url();
     if (/^(data|blob|about|chrome-extension):/.test(u)) return;
     try {
-      if (new URL(u).origin !== ORIGIN) summary.foreign_requests.push(u);
+      if (!allowedOrigins.has(new URL(u).origin)) summary.foreign_requests.push(u);
     } catch {
       summary.foreign_requests.push(u);
     }
+    // Every API call but health carries the raw ID token (no "Bearer ").
+    if (!u.startsWith(API_PREFIX)) return;
+    const path = u.slice(API_PREFIX.length).split(/[?#]/)[0];
+    const auth = (await r.allHeaders().catch(() => ({}))).authorization;
+    if (path === 'health') {
+      if (!auth) summary.api_requests.health_without_token += 1;
+    } else if (!auth) {
+      summary.api_requests.without_token.push(`${r.method()} ${u}`);
+    } else if (/^bearer /i.test(auth)) {
+      summary.api_requests.bearer_prefixed.push(`${r.method()} ${u}`);
+    } else {
+      summary.api_requests.with_token += 1;
+      lastIdToken = auth;
+    }
   });
 
-  // 1. The dashboard.
-  await step('dashboard', async (rec) => {
+  // 1. Sign in (the sign-in form is all a signed-out visitor sees).
+  await step('sign-in', async (rec) => {
     const resp = await page.goto(WEB_URL, { waitUntil: 'load', timeout: 30_000 });
     expect(resp, `GET ${WEB_URL} got no response`);
     const type = resp.headers()['content-type'] ?? '';
@@ -322,8 +377,40 @@ async function main() {
       resp.status() === 200 && type.includes('text/html'),
       `GET ${WEB_URL}: expected 200 text/html (the app's index.html), got ${resp.status()} ${type}: ${(await resp.text()).slice(0, 200)}`,
     );
+    await page.getByTestId('signin-form').waitFor({ timeout: 15_000 }).catch(async () =>
+      fail(
+        `the app shows no sign-in form 15 s after loading ${WEB_URL}: ${
+          (await textOf('config-error')) ?? `page errors ${JSON.stringify(summary.page_errors)}`
+        }`,
+      ),
+    );
+    for (const hidden of ['nav-dashboard', 'models-table', 'user']) {
+      expect((await page.getByTestId(hidden).count()) === 0, `signed out, the page still shows ${hidden}`);
+    }
+    await axe('sign-in');
+    await page.getByTestId('signin-email').fill(E2E_EMAIL);
+    await page.getByTestId('signin-password').fill(E2E_PASSWORD);
+    await page.getByTestId('signin-submit').click();
+    const who = await waitFor(`${E2E_EMAIL} is signed in`, 30_000, async () => {
+      const err = await textOf('signin-error');
+      if (err) fail(`signing in as ${E2E_EMAIL} failed: ${err}`);
+      if ((await page.getByTestId('new-password-form').count()) > 0) {
+        fail(`${E2E_EMAIL} has a temporary password (the app asks for a new one): give it a permanent password first`);
+      }
+      const email = await textOf('user-email');
+      return email ? { ok: true, value: email } : { ok: false, seen: 'no user in the header yet' };
+    }, 250);
+    expect(who === E2E_EMAIL, `the header shows "${who}" signed in, expected ${E2E_EMAIL}`);
+    const role = await textOf('user-role');
+    expect(role === 'approver', `the header shows ${E2E_EMAIL} as "${role}": the browser test needs a user in the approvers group`);
+    expect((await page.getByTestId('sign-out').count()) === 1, 'no sign-out button in the header');
+    rec.detail = { user: who, role };
+  });
+
+  // 2. The dashboard.
+  await step('dashboard', async (rec) => {
     await page.locator('main[data-page="dashboard"]').waitFor({ timeout: 15_000 }).catch(() =>
-      fail(`the app did not render: no <main data-page="dashboard"> 15 s after loading ${WEB_URL} (page errors: ${JSON.stringify(summary.page_errors)})`),
+      fail(`the app did not render: no <main data-page="dashboard"> 15 s after signing in (page errors: ${JSON.stringify(summary.page_errors)})`),
     );
     await page.getByTestId('models-table').waitFor({ timeout: 20_000 }).catch(async () =>
       fail(`the dashboard shows no models table after 20 s; alerts: ${JSON.stringify(await alerts())}`),
@@ -337,7 +424,7 @@ async function main() {
     await axe('dashboard');
   });
 
-  // 2-3. Training: start a run and see it finish.
+  // 3-4. Training: start a run and see it finish.
   await step('training-started', async (rec) => {
     await open('training');
     const status = page.getByTestId('training-status');
@@ -398,7 +485,7 @@ async function main() {
     await axe('training');
   });
 
-  // 4. The dashboard's metric chart is drawn.
+  // 5. The dashboard's metric chart is drawn.
   await step('dashboard-chart', async (rec) => {
     await open('dashboard');
     const chart = page.getByTestId('metric-chart');
@@ -447,7 +534,7 @@ async function main() {
     });
   });
 
-  // 5-7. Review: accept the staged model and see it deployed.
+  // 6-8. Review: accept the staged model (as the signed-in user) and see it deployed.
   await step('review', async (rec) => {
     await open('review');
     const comparison = page.getByTestId('comparison');
@@ -462,13 +549,16 @@ async function main() {
     expect((await textOf('staged-id')) === staged, 'staged-id does not show the staged model');
     const rows = await page.locator('[data-testid="metric-deltas"] tr[data-metric]').count();
     expect(rows >= 5, `expected a row per metric in the comparison, got ${rows}`);
-    await page.getByTestId('decision-name').fill(REVIEWER);
+    // No name to type: the decision is recorded as the signed-in user, whom the form names.
+    expect((await page.getByTestId('decision-name').count()) === 0, 'the review still asks for a name (decision-name)');
+    const actor = await textOf('decision-actor');
+    expect(actor === E2E_EMAIL, `the decision form should name the signed-in ${E2E_EMAIL} as the actor, shows "${actor}"`);
     await page.getByTestId('decision-reason').fill('browser test: accept the model trained from the Training page');
     const accept = page.getByTestId('accept');
     await waitFor('the accept button is enabled', 30_000, async () =>
       (await accept.isEnabled()) ? { ok: true } : { ok: false, seen: `disabled; ${(await textOf('deployment-in-progress')) ?? ''}` },
     );
-    rec.detail = { staged, metric_rows: rows, serving: await textOf('serving-id') };
+    rec.detail = { staged, metric_rows: rows, serving: await textOf('serving-id'), actor };
     await axe('review');
   });
 
@@ -507,7 +597,7 @@ async function main() {
     rec.detail = { message: text, endpoint: ep.name, waited_s: Math.round((Date.now() - t0) / 100) / 10 };
   });
 
-  // 8. Predict an image.
+  // 9. Predict an image.
   await step('predict', async (rec) => {
     await open('predict');
     const model = summary.accepted_model_id;
@@ -531,7 +621,7 @@ async function main() {
     await axe('predict');
   });
 
-  // 9. History: the accept, by whom.
+  // 10. History: the accept, by the signed-in user.
   await step('history', async (rec) => {
     await open('history');
     const model = summary.accepted_model_id;
@@ -540,13 +630,15 @@ async function main() {
       fail(`the timeline shows no accept of ${model}: ${((await textOf('timeline')) ?? JSON.stringify(await alerts())).slice(0, 400)}`),
     );
     const text = (await item.first().innerText()).replace(/\s+/g, ' ').trim();
-    expect(text.includes(REVIEWER), `the accept of ${model} in the timeline does not name "${REVIEWER}": "${text}"`);
+    // The actor comes from the ID token: the signed-in user's email.
+    const actor = (await item.first().locator('.event-what strong').first().innerText()).trim();
+    expect(actor === E2E_EMAIL, `the accept of ${model} in the timeline names "${actor}" as the actor, expected the signed-in ${E2E_EMAIL}: "${text}"`);
     expect(text.includes('browser test: accept'), `the accept of ${model} in the timeline does not show the reason: "${text}"`);
-    rec.detail = { event: text };
+    rec.detail = { event: text, actor };
     await axe('history');
   });
 
-  // 10-11. Notifications: a refused address, then a subscription.
+  // 11-12. Notifications: a refused address, then a subscription.
   await step('notifications-invalid', async (rec) => {
     await open('notifications');
     const input = page.getByTestId('email-input');
@@ -585,7 +677,7 @@ async function main() {
     await axe('notifications');
   });
 
-  // 12. A phone-width screen.
+  // 13. A phone-width screen.
   await step('dashboard-360px', async (rec) => {
     await page.setViewportSize({ width: 360, height: 780 });
     await open('dashboard');
@@ -626,6 +718,50 @@ async function main() {
     await axe('dashboard-360px');
   });
 
+  // 14. Sign out: the sign-in form, and neither the actions nor the data on any page.
+  await step('signed-out', async (rec) => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await open('training');
+    await page.getByTestId('start-training').waitFor({ timeout: 20_000 });
+    const token = lastIdToken;
+    await page.getByTestId('sign-out').click();
+    await page.getByTestId('signin-form').waitFor({ timeout: 15_000 }).catch(async () =>
+      fail(`no sign-in form 15 s after "Sign out"; the header shows ${(await textOf('user-email')) ?? 'no user'}`),
+    );
+    const gone = [
+      'user', 'sign-out', 'nav-dashboard', 'start-training', 'training-status', 'training-runs', 'accept', 'reject',
+      'comparison', 'models-table', 'metric-chart', 'serving-summary', 'timeline', 'subscribe', 'file-input',
+    ];
+    const pages = {};
+    for (const id of ['training', 'review', 'history', 'dashboard', 'notifications']) {
+      // Signed out there is no nav: go by the address, as a bookmark or an email link would.
+      await page.evaluate((h) => {
+        location.hash = h;
+      }, `#/${id}`);
+      await page.waitForFunction((h) => location.hash === h, `#/${id}`);
+      await page.getByTestId('signin-form').waitFor({ timeout: 5_000 }).catch(() => fail(`#/${id}: no sign-in form once signed out`));
+      const left = [];
+      for (const t of gone) if ((await page.getByTestId(t).count()) > 0) left.push(t);
+      expect(left.length === 0, `#/${id} still shows ${left.join(', ')} after signing out`);
+      pages[id] = (await page.locator('main h1').innerText()).trim();
+    }
+    // The tokens were in memory only: nothing of them is left in the browser.
+    const stored = await page.evaluate(() => ({
+      local: Object.keys(localStorage).map((k) => `${k}=${localStorage.getItem(k)}`),
+      session: Object.keys(sessionStorage).map((k) => `${k}=${sessionStorage.getItem(k)}`),
+      cookies: document.cookie,
+    }));
+    const leaked = token && JSON.stringify(stored).includes(token.split('.')[1] ?? token);
+    expect(!leaked, `the ID token is still stored in the browser after signing out: ${JSON.stringify(stored).slice(0, 300)}`);
+    expect(!stored.cookies, `the app left cookies: ${stored.cookies}`);
+    // The API itself refuses a call without a token.
+    const anonymous = await apiGet('models', { token: null });
+    expect(anonymous.status === 401, `GET api/models without a token: expected 401, got ${anonymous.status}`);
+    summary.signed_out = { headings: pages, storage: stored, anonymous_models_status: anonymous.status };
+    rec.detail = summary.signed_out;
+    await axe('signed-out');
+  });
+
   await browser.close();
 }
 
@@ -647,8 +783,20 @@ clearTimeout(watchdog);
 
 for (const e of summary.page_errors) summary.failures.push({ kind: 'page-error', message: `the page threw: ${e}` });
 for (const v of summary.csp_violations) summary.failures.push({ kind: 'csp', message: `Content-Security-Policy violation: ${v}` });
+for (const u of summary.api_requests.without_token) {
+  summary.failures.push({ kind: 'auth', message: `an API call went without the ID token: ${u}` });
+}
+for (const u of summary.api_requests.bearer_prefixed) {
+  summary.failures.push({ kind: 'auth', message: `an API call sent "Bearer <token>" instead of the raw ID token: ${u}` });
+}
+if (summary.steps.some((s) => s.ok) && summary.api_requests.with_token === 0) {
+  summary.failures.push({ kind: 'auth', message: 'no API call carried an ID token' });
+}
 for (const u of [...new Set(summary.foreign_requests)]) {
-  summary.failures.push({ kind: 'network', message: `a request left the app's origin ${ORIGIN}: ${u}` });
+  summary.failures.push({
+    kind: 'network',
+    message: `a request left the app's origin ${ORIGIN} (and the user pool's ${summary.auth_endpoint ?? 'endpoint'}): ${u}`,
+  });
 }
 summary.ok = summary.failures.length === 0;
 writeSummary();

@@ -1,8 +1,10 @@
 // The API client. Every call goes to `<document base>/api/...`: the app is served by the same
-// stage as the API (`/<stage>/`), so no prefix is hard-coded. Failures become an ApiError whose
-// text is written for people: the API's `message — fix`, or words for a network failure; a raw
-// body is never shown.
+// stage as the API (`/<stage>/`), so no prefix is hard-coded. Every call but `GET api/health`
+// carries the signed-in user's Cognito ID token, raw, in `Authorization` (see auth.ts); a 401
+// ends the session. Failures become an ApiError whose text is written for people: the API's
+// `message — fix`, or words for a network failure; a raw body is never shown.
 
+import { currentAuth, SESSION_ENDED } from './auth';
 import type {
   DecisionRequest,
   DeploymentList,
@@ -132,6 +134,22 @@ function fixForStatus(status: number): string {
   return 'check the input and try again';
 }
 
+/** What the client needs from the sign-in: the ID token, and to be told that it was refused. */
+export interface Session {
+  idToken(): Promise<string | undefined>;
+  sessionEnded(): void;
+}
+
+/** The only route that takes no token. */
+export function isPublic(path: string): boolean {
+  return path.replace(/^\/+/, '').split(/[?#]/)[0] === 'api/health';
+}
+
+/** A 401: the session is over (expired, revoked, or never there). */
+function sessionEndedError(): ApiError {
+  return new ApiError(401, 'unauthorized', SESSION_ENDED, '');
+}
+
 export interface RequestOptions {
   method?: 'GET' | 'POST';
   /** A JSON body (sent as application/json). */
@@ -145,12 +163,22 @@ export interface RequestOptions {
   base?: string;
   /** For tests: the fetch to use. */
   fetchImpl?: typeof fetch;
+  /** For tests: the sign-in to take the token from (default: the installed one, see auth.ts). */
+  session?: Session | null;
 }
 
 /** One API call: the parsed JSON of a 2xx answer, or an ApiError. */
 export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
   const url = apiUrl(path, opts.base);
   const headers: Record<string, string> = { accept: 'application/json' };
+  const needsToken = !isPublic(path);
+  const session = needsToken ? (opts.session !== undefined ? opts.session : currentAuth()) : null;
+  if (needsToken) {
+    // The raw ID token, no "Bearer " prefix (API Gateway's Cognito authorizer takes it as is).
+    const token = await session?.idToken();
+    if (!token) throw sessionEndedError();
+    headers.authorization = token;
+  }
   let body: BodyInit | undefined;
   if (opts.json !== undefined) {
     headers['content-type'] = 'application/json';
@@ -159,6 +187,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
     if (opts.contentType) headers['content-type'] = opts.contentType;
     body = opts.body;
   }
+  // The caller may have given up while the token was fetched (a refresh).
+  if (opts.signal?.aborted) throw new DOMException('The call was aborted', 'AbortError');
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const ctrl = new AbortController();
   let timedOut = false;
@@ -209,6 +239,11 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
       'try again',
     );
   }
+  if (res.status === 401 && needsToken) {
+    // The API's `unauthorized` or API Gateway's own `{"message":"Unauthorized"}`: sign out.
+    session?.sessionEnded();
+    throw sessionEndedError();
+  }
   if (!res.ok) throw errorFromResponse(res.status, text);
   if (text.trim() === '') return undefined as T;
   try {
@@ -223,9 +258,10 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
   }
 }
 
-export type Opts = Pick<RequestOptions, 'signal' | 'base' | 'fetchImpl'>;
+export type Opts = Pick<RequestOptions, 'signal' | 'base' | 'fetchImpl' | 'session'>;
 
 export const api = {
+  health: (o?: Opts) => request<{ status: string }>('api/health', o),
   models: (o?: Opts) => request<ModelList>('api/models', o).then((r) => r.models),
   model: (id: string, o?: Opts) => request<Model>(`api/models/${seg(id)}`, o),
   accept: (id: string, d: DecisionRequest, o?: Opts) =>

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { errorText } from './api';
+import { currentAuth, type Auth, type AuthState, type User } from './auth';
 
 export interface Resource<T> {
   data: T | undefined;
@@ -81,24 +82,19 @@ export function useNow(ms: number, active: boolean): number {
   return now;
 }
 
-const NAME_KEY = 'wastesort.decision-name';
+/** An Auth's state, re-rendering on every change (sign-in, refresh, sign-out). */
+export function useAuthState(auth: Auth | null): AuthState {
+  const [state, setState] = useState<AuthState>(() => auth?.state ?? { status: 'signed_out' });
+  useEffect(() => {
+    if (!auth) return undefined;
+    setState(auth.state);
+    return auth.subscribe(setState);
+  }, [auth]);
+  return state;
+}
 
-/** The reviewer's name, remembered in this browser for the next decision. */
-export function useRememberedName(): [string, (v: string) => void] {
-  const [name, setName] = useState(() => {
-    try {
-      return localStorage.getItem(NAME_KEY) ?? '';
-    } catch {
-      return '';
-    }
-  });
-  const set = useCallback((v: string) => {
-    setName(v);
-    try {
-      localStorage.setItem(NAME_KEY, v);
-    } catch {
-      // Private mode or storage off: remembering is only a convenience.
-    }
-  }, []);
-  return [name, set];
+/** The signed-in user of the installed sign-in (see auth.ts), or null. */
+export function useUser(): User | null {
+  const state = useAuthState(currentAuth());
+  return state.status === 'signed_in' ? state.user : null;
 }

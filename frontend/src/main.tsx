@@ -1,6 +1,6 @@
 import { render } from 'preact';
-import { App } from './App';
+import { Root } from './App';
 import './styles.css';
 
 const root = document.getElementById('app');
-if (root) render(<App />, root);
+if (root) render(<Root />, root);

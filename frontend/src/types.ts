@@ -62,8 +62,8 @@ export interface ModelList {
   models: Model[];
 }
 
+/** The actor is the signed-in user (from the ID token); the API ignores a `by` field. */
 export interface DecisionRequest {
-  by: string;
   reason: string;
 }
 

@@ -6,11 +6,15 @@ import { Review } from '../src/pages/Review';
 import { Training, pollDelay, runDuration, runSummary, FAST_POLL_MS, SLOW_POLL_MS } from '../src/pages/Training';
 import { History } from '../src/pages/History';
 import { Dashboard } from '../src/pages/Dashboard';
-import { apiError, byTestId, click, flush, json, mount, stubApi, type, waitFor, type Mounted } from './helpers';
+import { apiError, byTestId, click, flush, forgetAuth, json, mount, signedIn, stubApi, type, waitFor, type Mounted } from './helpers';
+import type { Auth } from '../src/auth';
 import { model, run } from './fixtures';
 
 let mounted: Mounted | undefined;
-beforeEach(() => {
+let auth: Auth | undefined;
+beforeEach(async () => {
+  // The pages' actions are for approvers; test/app.test.tsx covers read-only users.
+  auth = (await signedIn(['approvers'])).auth;
   localStorage.clear();
   URL.createObjectURL = vi.fn(() => 'blob:preview');
   URL.revokeObjectURL = vi.fn();
@@ -18,6 +22,8 @@ beforeEach(() => {
 afterEach(() => {
   mounted?.unmount();
   mounted = undefined;
+  forgetAuth(auth);
+  auth = undefined;
   vi.unstubAllGlobals();
 });
 
@@ -142,7 +148,7 @@ describe('Review', () => {
     expect(mounted.root.querySelectorAll('.matrix')).toHaveLength(2);
   });
 
-  it('requires a name and a reason, then accepts', async () => {
+  it('requires a reason, then accepts as the signed-in user', async () => {
     const calls = stubApi({
       'GET /api/models': () => json(200, { models: [staged(), deployed()] }),
       'GET /api/endpoint': () => json(200, inService),
@@ -153,16 +159,17 @@ describe('Review', () => {
     expect(accept.disabled).toBe(false);
     await click(accept);
     expect(calls.filter((c) => c.method === 'POST')).toHaveLength(0);
-    expect(byTestId(mounted.root, 'decision-name').getAttribute('aria-invalid')).toBe('true');
-    expect(byTestId(mounted.root, 'review-result').textContent).toContain('Enter your name and a reason');
+    expect(byTestId(mounted.root, 'decision-reason').getAttribute('aria-invalid')).toBe('true');
+    expect(byTestId(mounted.root, 'review-result').textContent).toContain('Enter a reason');
+    // No name to type: the decision is recorded as the signed-in user.
+    expect(mounted.root.querySelector('[data-testid="decision-name"]')).toBeNull();
+    expect(byTestId(mounted.root, 'decision-actor').textContent).toBe('ana@example.com');
 
-    await type(byTestId(mounted.root, 'decision-name'), 'Ana');
     await type(byTestId(mounted.root, 'decision-reason'), 'better F1');
     await click(accept);
     await waitFor(() => expect(byTestId(mounted!.root, 'review-result').textContent).toContain('deployment cfg-1 started'));
     const post = calls.find((c) => c.method === 'POST')!;
-    expect(JSON.parse(post.init.body as string)).toEqual({ by: 'Ana', reason: 'better F1' });
-    expect(localStorage.getItem('wastesort.decision-name')).toBe('Ana');
+    expect(JSON.parse(post.init.body as string)).toEqual({ reason: 'better F1' });
   });
 
   it('disables the decision while a deployment runs', async () => {
@@ -186,7 +193,6 @@ describe('Review', () => {
     });
     mounted = mount(<Review />);
     await waitFor(() => byTestId(mounted!.root, 'reject'));
-    await type(byTestId(mounted.root, 'decision-name'), 'Ana');
     await type(byTestId(mounted.root, 'decision-reason'), 'worse recall');
     await click(byTestId(mounted.root, 'reject'));
     await waitFor(() =>
@@ -289,15 +295,15 @@ describe('History', () => {
     await click(byTestId(mounted.root, 'rollback-m1'));
     const dialog = mounted.root.querySelector('[role="dialog"]')!;
     expect(dialog.getAttribute('aria-modal')).toBe('true');
-    expect(document.activeElement).toBe(byTestId(mounted.root, 'rollback-name'));
+    expect(document.activeElement).toBe(byTestId(mounted.root, 'rollback-reason'));
+    expect(byTestId(dialog as HTMLElement, 'rollback-actor').textContent).toBe('ana@example.com');
     // Confirming without a reason sends nothing.
-    await type(byTestId(mounted.root, 'rollback-name'), 'Cy');
     await click(byTestId(mounted.root, 'confirm-rollback'));
     expect(calls.filter((c) => c.method === 'POST')).toHaveLength(0);
     await type(byTestId(mounted.root, 'rollback-reason'), 'm2 misreads glass');
     await click(byTestId(mounted.root, 'confirm-rollback'));
     await waitFor(() => expect(byTestId(mounted!.root, 'rollback-result').textContent).toContain('deployment cfg-9 started'));
-    expect(JSON.parse(calls.find((c) => c.method === 'POST')!.init.body as string)).toEqual({ by: 'Cy', reason: 'm2 misreads glass' });
+    expect(JSON.parse(calls.find((c) => c.method === 'POST')!.init.body as string)).toEqual({ reason: 'm2 misreads glass' });
     expect(mounted.root.querySelector('[role="dialog"]')).toBeNull();
   });
 });

@@ -5,6 +5,7 @@
 //! base64-encoded when its type is one of the API's binary media types) and the function's
 //! answer becomes the HTTP response, with API Gateway's own errors for a missing route (403),
 //! a failed function (502), the 29 s integration timeout (504) and the 10 MB payload limit.
+//! Methods with Cognito authorization pass through [`crate::authorizer`] first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ pub struct Route {
     pub resource_id: String,
     pub method: String,
     pub function: String,
+    /// `NONE` or `COGNITO_USER_POOLS` (others are not enforced locally).
+    pub authorization: String,
+    pub authorizer_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct Api {
     pub binary_types: Vec<String>,
     pub routes: Vec<Route>,
     pub created: f64,
+    /// Cognito authorizers: id and the user pool ARNs each accepts.
+    pub authorizers: Vec<(String, Vec<String>)>,
 }
 
 /// The deployed REST APIs, read from the emulator and trusted for [`ROUTES_TTL`].
@@ -122,8 +128,8 @@ async fn load(cloud: &Cloud) -> Vec<Api> {
                     .map(|m| m.keys().cloned().collect::<Vec<_>>())
                     .unwrap_or_default()
                 {
-                    let Ok(integ) = gw
-                        .get_integration()
+                    let Ok(m) = gw
+                        .get_method()
                         .rest_api_id(id)
                         .resource_id(rid)
                         .http_method(&method)
@@ -132,18 +138,41 @@ async fn load(cloud: &Cloud) -> Vec<Api> {
                     else {
                         continue;
                     };
-                    if let Some(function) = integ.uri().and_then(function_from_uri) {
+                    let function = m
+                        .method_integration()
+                        .and_then(|i| i.uri())
+                        .and_then(function_from_uri);
+                    if let Some(function) = function {
                         routes.push(Route {
                             resource_path: path.to_string(),
                             resource_id: rid.to_string(),
                             method,
                             function,
+                            authorization: m.authorization_type().unwrap_or("NONE").to_string(),
+                            authorizer_id: m.authorizer_id().map(str::to_string),
                         });
                     }
                 }
             }
         }
+        let authorizers = gw
+            .get_authorizers()
+            .rest_api_id(id)
+            .send()
+            .await
+            .map(|a| {
+                a.items()
+                    .iter()
+                    .filter(|a| {
+                        a.r#type()
+                            == Some(&aws_sdk_apigateway::types::AuthorizerType::CognitoUserPools)
+                    })
+                    .filter_map(|a| Some((a.id()?.to_string(), a.provider_arns().to_vec())))
+                    .collect()
+            })
+            .unwrap_or_default();
         out.push(Api {
+            authorizers,
             id: id.to_string(),
             stages,
             binary_types: api.binary_media_types().to_vec(),
@@ -228,7 +257,39 @@ async fn handle(cloud: &Arc<Cloud>, req: Req) -> Resp {
     else {
         return gw_error(StatusCode::FORBIDDEN, "Missing Authentication Token");
     };
-    let event = proxy_event(cloud, api, route, &stage, &rest, &params, &req);
+    let claims = if route.authorization == "COGNITO_USER_POOLS" {
+        // The template attaches the authorizer by id; the emulator cannot (no UpdateMethod),
+        // so a method without one uses the API's Cognito authorizers, which `deployer up`
+        // creates. None at all: refuse, as an unconfigured authorizer would.
+        let arns: Vec<String> = api
+            .authorizers
+            .iter()
+            .filter(|(id, _)| route.authorizer_id.as_deref().is_none_or(|want| want == id))
+            .flat_map(|(_, arns)| arns.iter().cloned())
+            .collect();
+        match crate::authorizer::authorize(cloud, &arns, req.header("authorization")).await {
+            Ok(c) => Some(c),
+            Err(why) => {
+                tracing::info!(path = %rest, %why, "authorizer refused the request");
+                let mut r = httpx::json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::from_str::<Value>(crate::authorizer::UNAUTHORIZED_BODY)
+                        .unwrap_or_default(),
+                );
+                r.headers_mut().insert(
+                    "x-amzn-errortype",
+                    hyper::header::HeaderValue::from_static("UnauthorizedException"),
+                );
+                return r;
+            }
+        }
+    } else {
+        None
+    };
+    let mut event = proxy_event(cloud, api, route, &stage, &rest, &params, &req);
+    if let Some(c) = claims {
+        event["requestContext"]["authorizer"] = json!({ "claims": c });
+    }
     let invoked = tokio::time::timeout(
         INTEGRATION_TIMEOUT,
         crate::lambda::invoke(cloud, &route.function, event.to_string().into()),

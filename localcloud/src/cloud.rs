@@ -64,6 +64,7 @@ pub struct Cloud {
     pub procs: crate::procs::Procs,
     pub s3events: crate::s3events::S3Events,
     pub routes: crate::apigw::Routes,
+    pub authorizers: crate::authorizer::Authorizers,
 }
 
 impl Cloud {
@@ -134,6 +135,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         procs: crate::procs::Procs::default(),
         s3events: crate::s3events::S3Events::load(work.join("s3-eventbridge.json")),
         routes: crate::apigw::Routes::default(),
+        authorizers: crate::authorizer::Authorizers::default(),
         http: httpx::Client::new(),
         front_url: front_url.clone(),
         api_base: api_base.clone(),

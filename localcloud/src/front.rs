@@ -3,7 +3,8 @@
 //! and sagemaker-runtime are served here, Lambda `Invoke` runs the function, EventBridge
 //! `PutEvents` is delivered here; S3 and SNS pass through to moto and then emit their side
 //! effects (Object Created events, mail in the outbox); everything else passes through
-//! untouched. `/_localcloud/*` is the control API behind `deployer local ...`.
+//! untouched; Cognito answers CORS, since the web app signs in from the browser.
+//! `/_localcloud/*` is the control API behind `deployer local ...`.
 
 use std::sync::Arc;
 
@@ -37,7 +38,16 @@ async fn route(cloud: &Arc<Cloud>, req: Req) -> Resp {
     if let Some(rest) = path.strip_prefix("/_localcloud/") {
         return control(cloud, rest, &req).await;
     }
+    // Browsers sign in against Cognito directly (unsigned calls from the web app's origin):
+    // answer CORS as Cognito does.
+    if req.method == Method::OPTIONS && req.header("access-control-request-method").is_some() {
+        return cors(httpx::json(StatusCode::OK, &json!({})));
+    }
     let service = req.signing_service().unwrap_or_default();
+    let cognito = service == "cognito-idp"
+        || req
+            .header("x-amz-target")
+            .is_some_and(|t| t.starts_with("AWSCognitoIdentityProviderService."));
     if service == "sagemaker" || path.starts_with("/endpoints/") {
         if path.starts_with("/endpoints/") && path.ends_with("/invocations") {
             return crate::sagemaker::invoke_endpoint(cloud, &req).await;
@@ -66,6 +76,9 @@ async fn route(cloud: &Arc<Cloud>, req: Req) -> Resp {
         }
     };
     let mut resp = resp;
+    if cognito {
+        return cors(resp.into_response());
+    }
     if resp.status.is_success() {
         match service.as_str() {
             "s3" => crate::s3events::after(cloud, &req, &resp).await,
@@ -74,6 +87,25 @@ async fn route(cloud: &Arc<Cloud>, req: Req) -> Resp {
         }
     }
     resp.into_response()
+}
+
+/// Cognito's CORS answer: any origin may call it (its calls carry no cookies).
+fn cors(mut r: Resp) -> Resp {
+    use hyper::header::HeaderValue;
+    let h = r.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static(
+            "content-type, x-amz-target, x-amz-user-agent, authorization, cache-control",
+        ),
+    );
+    h.insert("access-control-max-age", HeaderValue::from_static("600"));
+    r
 }
 
 /// Passes a request to moto and records it if it changed state.

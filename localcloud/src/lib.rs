@@ -11,6 +11,7 @@
 //! after a restart.
 
 pub mod apigw;
+pub mod authorizer;
 pub mod bus;
 pub mod cloud;
 pub mod front;

@@ -28,8 +28,12 @@ pub struct Recorder {
     file: Mutex<Option<std::fs::File>>,
 }
 
-/// Calls that only read: never recorded.
+/// Calls that only read: never recorded. Cognito sign-ins and sign-outs only make sessions
+/// and tokens, which a replay could not bring back anyway.
 fn is_read(action: &str) -> bool {
+    if matches!(action, "InitiateAuth" | "GlobalSignOut" | "RevokeToken") {
+        return true;
+    }
     const READ: [&str; 12] = [
         "Describe", "List", "Get", "Query", "Scan", "BatchGet", "Head", "Select", "Validate",
         "Estimate", "Lookup", "Search",

@@ -20,7 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -342,6 +342,9 @@ pub fn pids_in(v: &Value) -> Vec<u32> {
 #[derive(Debug, Clone)]
 pub struct Http {
     agent: ureq::Agent,
+    /// The signed-in user's ID token, sent as `Authorization` on every request; shared by
+    /// clones, so every client of one test speaks as the same user.
+    token: Arc<Mutex<Option<String>>>,
 }
 
 impl Default for Http {
@@ -370,17 +373,46 @@ impl Http {
                 .timeout_connect(Duration::from_secs(5))
                 .timeout(Duration::from_secs(60))
                 .build(),
+            token: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Speak as the user of this ID token from now on (all clones), or anonymously (`None`).
+    pub fn set_token(&self, token: Option<String>) {
+        if let Ok(mut t) = self.token.lock() {
+            *t = token;
+        }
+    }
+
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// A client of its own that sends `token` (or nothing), leaving this one as it is.
+    pub fn as_user(&self, token: Option<String>) -> Http {
+        let h = Http {
+            agent: self.agent.clone(),
+            token: Arc::new(Mutex::new(None)),
+        };
+        h.set_token(token);
+        h
+    }
+
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let r = self.agent.request(method, url);
+        match self.token() {
+            Some(t) => r.set("authorization", &t),
+            None => r,
         }
     }
 
     pub fn try_get(&self, url: &str) -> Result<(u16, Value), String> {
-        answer(self.agent.get(url).call())
+        answer(self.request("GET", url).call())
     }
 
     pub fn try_post_json(&self, url: &str, body: &Value) -> Result<(u16, Value), String> {
         answer(
-            self.agent
-                .post(url)
+            self.request("POST", url)
                 .set("content-type", "application/json")
                 .send_string(&body.to_string()),
         )
@@ -393,8 +425,7 @@ impl Http {
         bytes: &[u8],
     ) -> Result<(u16, Value), String> {
         answer(
-            self.agent
-                .post(url)
+            self.request("POST", url)
                 .set("content-type", content_type)
                 .send_bytes(bytes),
         )
@@ -426,13 +457,24 @@ pub struct Api {
 }
 
 impl Api {
-    /// From `deployer up --output json`: its top-level `api_url`.
+    /// From `deployer up --output json`: its top-level `api_url`. When this `up` created the
+    /// local first approver (`auth.first_user`, shown once), `http` and its clones sign in as
+    /// that user; otherwise they keep the identity they had.
     pub fn from_up(up: &Value, http: Http) -> Api {
         let url = str_field(up, "api_url", "`deployer up --output json`");
         assert!(
             url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
             "`deployer up` api_url: expected a loopback http URL, got {url}"
         );
+        if let Some(user) = up["auth"]["first_user"].as_object() {
+            let (email, password) = (
+                user["email"].as_str().unwrap_or_default(),
+                user["password"].as_str().unwrap_or_default(),
+            );
+            let token = sign_in(up, email, password)
+                .unwrap_or_else(|e| panic!("cannot sign in as the first approver {email}: {e}"));
+            http.set_token(Some(token));
+        }
         Api {
             http,
             url: url.trim_end_matches('/').to_string(),
@@ -486,6 +528,89 @@ impl Api {
     pub fn predict_png(&self, png: &[u8]) -> (u16, Value) {
         self.http.post_bytes(&self.at("/predict"), "image/png", png)
     }
+}
+
+// ------------------------------------------------------------------ sign-in
+
+/// One Cognito JSON call (`AWSCognitoIdentityProviderService.<op>`) to the local cloud's front
+/// door, unsigned, as the web app makes it. Answers (status, body).
+pub fn cognito_call(front_url: &str, op: &str, body: &Value) -> Result<(u16, Value), String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    answer(
+        agent
+            .post(&format!("{}/", front_url.trim_end_matches('/')))
+            .set("content-type", "application/x-amz-json-1.1")
+            .set(
+                "x-amz-target",
+                &format!("AWSCognitoIdentityProviderService.{op}"),
+            )
+            .send_string(&body.to_string()),
+    )
+}
+
+/// Signs in with email and password against the user pool of an `up` report (its `endpoint`
+/// and `auth.client_id`); a user with a temporary password must choose `new_password`.
+/// Answers the ID token.
+pub fn sign_in_with(
+    up: &Value,
+    email: &str,
+    password: &str,
+    new_password: Option<&str>,
+) -> Result<String, String> {
+    let front = up["endpoint"]
+        .as_str()
+        .ok_or("the up report has no endpoint")?;
+    let client = up["auth"]["client_id"]
+        .as_str()
+        .ok_or("the up report has no auth.client_id")?;
+    let (status, out) = cognito_call(
+        front,
+        "InitiateAuth",
+        &serde_json::json!({
+            "AuthFlow": "USER_PASSWORD_AUTH",
+            "ClientId": client,
+            "AuthParameters": { "USERNAME": email, "PASSWORD": password },
+        }),
+    )?;
+    if status != 200 {
+        return Err(format!("InitiateAuth answered {status}: {out}"));
+    }
+    let out = if out["ChallengeName"] == "NEW_PASSWORD_REQUIRED" {
+        let new = new_password.ok_or("the user must choose a new password")?;
+        let (status, out) = cognito_call(
+            front,
+            "RespondToAuthChallenge",
+            &serde_json::json!({
+                "ChallengeName": "NEW_PASSWORD_REQUIRED",
+                "ClientId": client,
+                "Session": out["Session"],
+                "ChallengeResponses": {
+                    // As the web app answers: the id Cognito names for SRP, else the email
+                    // (not ChallengeParameters.USERNAME: in an email-username pool that is the
+                    // user's uuid, and the emulator then puts it in the token's email claim).
+                    "USERNAME": out["ChallengeParameters"]["USER_ID_FOR_SRP"].as_str().unwrap_or(email),
+                    "NEW_PASSWORD": new,
+                },
+            }),
+        )?;
+        if status != 200 {
+            return Err(format!("RespondToAuthChallenge answered {status}: {out}"));
+        }
+        out
+    } else {
+        out
+    };
+    out["AuthenticationResult"]["IdToken"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no ID token in {out}"))
+}
+
+/// [`sign_in_with`] for a user whose password is permanent.
+pub fn sign_in(up: &Value, email: &str, password: &str) -> Result<String, String> {
+    sign_in_with(up, email, password, None)
 }
 
 // ------------------------------------------------------------------ predictions under load

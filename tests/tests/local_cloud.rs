@@ -119,7 +119,7 @@ fn check_staged(m: &Value, pushed: &Pushed) {
 
 fn decide(api: &Api, id: &str, action: &str, reason: &str) -> String {
     let path = format!("/models/{id}/{action}");
-    let (status, body) = api.post(&path, &json!({ "reason": reason, "by": "e2e" }));
+    let (status, body) = api.post(&path, &json!({ "reason": reason }));
     assert_eq!(
         status, 202,
         "POST {path}: expected 202 (deployment started), got {status}: {body}"

@@ -31,9 +31,6 @@ fn chromium() -> PathBuf {
         .map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from)
 }
 
-/// The name the browser records with its accept.
-const REVIEWER: &str = "Web App Test";
-
 /// The browser script's own watchdog is 15 minutes; this one is a backstop.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(17 * 60);
 
@@ -214,8 +211,19 @@ fn the_web_app_works_in_a_real_browser_against_the_local_cloud() {
     let http = Http::new();
 
     // 1. Bring-up: the API, and the app at web_url.
-    let (api, web_url, topic) = step("up", || {
+    let (api, web_url, topic, reviewer, password) = step("up", || {
         let up = cloud.json_ok(&["up"]);
+        // The first approver `up` creates (its password shown once): the browser signs in as it.
+        let reviewer = str_field(
+            &up["auth"]["first_user"],
+            "email",
+            "`deployer up` auth.first_user",
+        );
+        let password = str_field(
+            &up["auth"]["first_user"],
+            "password",
+            "`deployer up` auth.first_user",
+        );
         let api = Api::from_up(&up, http.clone());
         let web_url = str_field(&up, "web_url", "`deployer up --output json`");
         let topic = up
@@ -235,7 +243,7 @@ fn the_web_app_works_in_a_real_browser_against_the_local_cloud() {
             body.to_string().chars().take(300).collect::<String>()
         );
         eprintln!("api_url {}\nweb_url {web_url}\ntopic {topic}", api.url);
-        (api, web_url, topic)
+        (api, web_url, topic, reviewer, password)
     });
 
     // 2. A data set trains and stages a model by itself; the browser then starts a second run
@@ -276,7 +284,8 @@ fn the_web_app_works_in_a_real_browser_against_the_local_cloud() {
         ("CHROMIUM", chromium.display().to_string()),
         ("SAMPLE_IMAGE", sample.display().to_string()),
         ("EMAIL", email.clone()),
-        ("REVIEWER", REVIEWER.to_string()),
+        ("E2E_EMAIL", reviewer.clone()),
+        ("E2E_PASSWORD", password.clone()),
     ];
     let (code, stdout, stderr) = step("browser", || run_browser(&root, &env, &out));
     eprintln!("--- browser stdout:\n{stdout}\n--- browser stderr:\n{stderr}");
@@ -316,8 +325,8 @@ fn the_web_app_works_in_a_real_browser_against_the_local_cloud() {
         assert!(
             events.iter().any(|e| text(e, "action") == "accept"
                 && text(e, "model_id") == accepted
-                && text(e, "by") == REVIEWER),
-            "GET /deployments: expected an accept of {accepted} by {REVIEWER}, got {events:?}"
+                && text(e, "by") == reviewer),
+            "GET /deployments: expected an accept of {accepted} by the signed-in {reviewer}, got {events:?}"
         );
     });
 

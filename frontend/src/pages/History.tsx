@@ -4,7 +4,7 @@ import { checkDecision, DecisionFields, type DecisionErrors } from '../component
 import { Dialog } from '../components/Dialog';
 import { Badge, LiveMessage, LoadError, Loading, type Message } from '../components/ui';
 import { actionVerb, datasetLabel, formatAgo, formatDateTime, statusLabel } from '../format';
-import { useRememberedName, useResource } from '../hooks';
+import { useResource, useUser } from '../hooks';
 import { deploymentInProgress, rollbackTargets, servingModel, versionMap } from '../state';
 import type { DeploymentEvent, Endpoint, Model } from '../types';
 
@@ -28,12 +28,11 @@ export function History() {
     !d || deploymentInProgress(d.models, d.endpoint) ? 3_000 : 15_000,
   );
   const [target, setTarget] = useState<Model | null>(null);
-  const [name, setName] = useRememberedName();
+  const user = useUser();
   const [reason, setReason] = useState('');
   const [errors, setErrors] = useState<DecisionErrors>({});
   const [pending, setPending] = useState(false);
   const [result, setResult] = useState<Message | null>(null);
-  const nameRef = useRef<HTMLInputElement>(null);
   const reasonRef = useRef<HTMLTextAreaElement>(null);
 
   const events = data?.events ?? [];
@@ -53,17 +52,18 @@ export function History() {
   };
 
   const confirm = async () => {
-    if (!target) return;
-    const errs = checkDecision({ name, reason });
+    if (!target || !user?.approver) return;
+    const errs = checkDecision(reason);
     setErrors(errs);
-    if (errs.name || errs.reason) {
-      (errs.name ? nameRef : reasonRef).current?.focus();
+    if (errs.reason) {
+      reasonRef.current?.focus();
       return;
     }
     setPending(true);
     const id = target.id;
     try {
-      const d = await api.rollback(id, { by: name.trim(), reason: reason.trim() });
+      // The API records the signed-in user as the actor.
+      const d = await api.rollback(id, { reason: reason.trim() });
       setResult({
         tone: 'success',
         text: `Rolling back to model ${d.model_id}: deployment ${d.deployment_id} started. The endpoint is updating.`,
@@ -105,7 +105,8 @@ export function History() {
           <ol class="timeline" data-testid="timeline">
             {events.map((e, i) => {
               const m = byId.get(e.model_id);
-              const canRollback = targets.get(e.model_id) === e;
+              // Only approvers may roll back: for others the button is not there at all.
+              const canRollback = user?.approver === true && targets.get(e.model_id) === e;
               return (
                 <li key={`${e.at}-${e.model_id}-${i}`} class={`event action-${e.action}`} data-model-id={e.model_id} data-action={e.action}>
                   <p class="event-head">
@@ -143,7 +144,7 @@ export function History() {
         )}
       </section>
 
-      {target && (
+      {target && user?.approver && (
         <Dialog titleId="rollback-title" title={`Roll back to model v${vmap.get(target.id) ?? '?'}?`} onClose={() => setTarget(null)}>
           <form
             noValidate
@@ -158,14 +159,11 @@ export function History() {
             </p>
             <DecisionFields
               idPrefix="rollback"
-              values={{ name, reason }}
+              user={user}
+              reason={reason}
               errors={errors}
-              onChange={(v) => {
-                setName(v.name);
-                setReason(v.reason);
-              }}
+              onChange={setReason}
               disabled={pending}
-              nameRef={nameRef}
               reasonRef={reasonRef}
             />
             <div class="actions">

@@ -1,9 +1,11 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
 import { LiveMessage, type Message } from '../components/ui';
+import { useUser } from '../hooks';
 import { validEmail } from '../state';
 
 export function Notifications() {
+  const user = useUser();
   const [email, setEmail] = useState('');
   const [fieldError, setFieldError] = useState<string | null>(null);
   const [pending, setPending] = useState(false);
@@ -49,41 +51,48 @@ export function Notifications() {
         The pipeline emails when a model is staged for review (with its comparison against the serving model), when a
         deployment finishes or fails, and when training fails.
       </p>
-      <form noValidate onSubmit={submit} class="inline-form">
-        <div class="field">
-          <label for="email">Email address</label>
-          <input
-            id="email"
-            ref={input}
-            type="email"
-            inputMode="email"
-            autocomplete="email"
-            required
-            aria-required="true"
-            aria-invalid={fieldError ? 'true' : undefined}
-            aria-describedby={fieldError ? 'email-error' : 'email-hint'}
-            value={email}
-            disabled={pending}
-            data-testid="email-input"
-            onInput={(e) => {
-              setEmail((e.target as HTMLInputElement).value);
-              if (fieldError) setFieldError(null);
-            }}
-          />
-          {fieldError ? (
-            <p id="email-error" class="field-error" data-testid="email-error">
-              {fieldError}
-            </p>
-          ) : (
-            <p id="email-hint" class="muted">
-              You confirm the subscription from the email that is sent to this address.
-            </p>
-          )}
-        </div>
-        <button type="submit" class="primary" data-testid="subscribe" disabled={pending}>
-          {pending ? 'Subscribing…' : 'Subscribe'}
-        </button>
-      </form>
+      {!user?.approver ? (
+        <p class="note note-info" data-testid="read-only-note">
+          <span class="note-kind">Read-only: </span>
+          subscribing an address needs a user in the approvers group.
+        </p>
+      ) : (
+        <form noValidate onSubmit={submit} class="inline-form">
+          <div class="field">
+            <label for="email">Email address</label>
+            <input
+              id="email"
+              ref={input}
+              type="email"
+              inputMode="email"
+              autocomplete="email"
+              required
+              aria-required="true"
+              aria-invalid={fieldError ? 'true' : undefined}
+              aria-describedby={fieldError ? 'email-error' : 'email-hint'}
+              value={email}
+              disabled={pending}
+              data-testid="email-input"
+              onInput={(e) => {
+                setEmail((e.target as HTMLInputElement).value);
+                if (fieldError) setFieldError(null);
+              }}
+            />
+            {fieldError ? (
+              <p id="email-error" class="field-error" data-testid="email-error">
+                {fieldError}
+              </p>
+            ) : (
+              <p id="email-hint" class="muted">
+                You confirm the subscription from the email that is sent to this address.
+              </p>
+            )}
+          </div>
+          <button type="submit" class="primary" data-testid="subscribe" disabled={pending}>
+            {pending ? 'Subscribing…' : 'Subscribe'}
+          </button>
+        </form>
+      )}
       <LiveMessage message={result} testid="subscribe-result" />
     </section>
   );

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
-import { checkDecision, DecisionFields, type DecisionErrors, type DecisionValues } from '../components/DecisionFields';
+import { checkDecision, DecisionFields, type DecisionErrors } from '../components/DecisionFields';
 import { Badge, LiveMessage, LoadError, Loading, TableWrap, type Message } from '../components/ui';
 import {
   datasetLabel,
@@ -11,7 +11,7 @@ import {
   metricDelta,
   statusLabel,
 } from '../format';
-import { useRememberedName, useResource } from '../hooks';
+import { useResource, useUser } from '../hooks';
 import { deployingModel, deploymentInProgress, newestStaged, servingModel, versionMap } from '../state';
 import type { Endpoint, Metrics, Model } from '../types';
 
@@ -77,14 +77,13 @@ export function Review() {
   const { data, error, reload } = useResource(load, (d) =>
     !d || deploymentInProgress(d.models, d.endpoint) ? 3_000 : 15_000,
   );
-  const [name, setName] = useRememberedName();
+  const user = useUser();
   const [reason, setReason] = useState('');
   const [errors, setErrors] = useState<DecisionErrors>({});
   const [pending, setPending] = useState<null | 'accept' | 'reject'>(null);
   const [result, setResult] = useState<Message | null>(null);
   /** The model an accept from this page is deploying, followed until it settles. */
   const [following, setFollowing] = useState<string | null>(null);
-  const nameRef = useRef<HTMLInputElement>(null);
   const reasonRef = useRef<HTMLTextAreaElement>(null);
 
   const models = data?.models ?? [];
@@ -113,19 +112,19 @@ export function Review() {
   }, [data, following]);
 
   const decide = async (action: 'accept' | 'reject') => {
-    if (!staged) return;
-    const values: DecisionValues = { name, reason };
-    const errs = checkDecision(values);
+    if (!staged || !user?.approver) return;
+    const errs = checkDecision(reason);
     setErrors(errs);
-    if (errs.name || errs.reason) {
-      (errs.name ? nameRef : reasonRef).current?.focus();
-      setResult({ tone: 'error', text: 'Enter your name and a reason before you decide.' });
+    if (errs.reason) {
+      reasonRef.current?.focus();
+      setResult({ tone: 'error', text: 'Enter a reason before you decide.' });
       return;
     }
     setPending(action);
     setResult({ tone: 'info', text: action === 'accept' ? `Accepting model ${staged.id}…` : `Rejecting model ${staged.id}…` });
     try {
-      const body = { by: name.trim(), reason: reason.trim() };
+      // The API records the signed-in user as the actor.
+      const body = { reason: reason.trim() };
       if (action === 'accept') {
         const d = await api.accept(staged.id, body);
         setResult({
@@ -251,40 +250,47 @@ export function Review() {
         </>
       )}
 
-      <section class="card" aria-labelledby="decide-h" hidden={!data || !staged}>
-        <h2 id="decide-h">Decide</h2>
-        {staged && (
-          <form
-            noValidate
-            onSubmit={(e) => {
-              e.preventDefault();
-              void decide('accept');
-            }}
-          >
-            <DecisionFields
-              idPrefix="decision"
-              values={{ name, reason }}
-              errors={errors}
-              onChange={(val) => {
-                setName(val.name);
-                setReason(val.reason);
+      {user?.approver ? (
+        <section class="card" aria-labelledby="decide-h" hidden={!data || !staged}>
+          <h2 id="decide-h">Decide</h2>
+          {staged && (
+            <form
+              noValidate
+              onSubmit={(e) => {
+                e.preventDefault();
+                void decide('accept');
               }}
-              disabled={pending !== null}
-              nameRef={nameRef}
-              reasonRef={reasonRef}
-            />
-            <div class="actions">
-              <button type="submit" class="primary" data-testid="accept" disabled={disabled}>
-                {pending === 'accept' ? 'Accepting…' : 'Accept and deploy'}
-              </button>
-              <button type="button" class="danger" data-testid="reject" disabled={disabled} onClick={() => void decide('reject')}>
-                {pending === 'reject' ? 'Rejecting…' : 'Reject'}
-              </button>
-            </div>
-            {busyDeploying && <p class="muted">The buttons are off while a deployment runs.</p>}
-          </form>
-        )}
-      </section>
+            >
+              <DecisionFields
+                idPrefix="decision"
+                user={user}
+                reason={reason}
+                errors={errors}
+                onChange={setReason}
+                disabled={pending !== null}
+                reasonRef={reasonRef}
+              />
+              <div class="actions">
+                <button type="submit" class="primary" data-testid="accept" disabled={disabled}>
+                  {pending === 'accept' ? 'Accepting…' : 'Accept and deploy'}
+                </button>
+                <button type="button" class="danger" data-testid="reject" disabled={disabled} onClick={() => void decide('reject')}>
+                  {pending === 'reject' ? 'Rejecting…' : 'Reject'}
+                </button>
+              </div>
+              {busyDeploying && <p class="muted">The buttons are off while a deployment runs.</p>}
+            </form>
+          )}
+        </section>
+      ) : (
+        data &&
+        staged && (
+          <p class="note note-info" data-testid="read-only-note">
+            <span class="note-kind">Read-only: </span>
+            accepting or rejecting a model needs a user in the approvers group.
+          </p>
+        )
+      )}
       <LiveMessage message={result} testid="review-result" />
     </>
   );

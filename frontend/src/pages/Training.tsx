@@ -9,7 +9,7 @@ import {
   runStatusLabel,
   statusLabel,
 } from '../format';
-import { useNow, useResource } from '../hooks';
+import { useNow, useResource, useUser } from '../hooks';
 import { sortRuns, trainingInProgress } from '../state';
 import type { TrainingRun } from '../types';
 
@@ -58,6 +58,7 @@ export function Training() {
     (signal) => api.trainingRuns({ signal }).then(sortRuns),
     (r) => pollDelay(r, startedJob.current),
   );
+  const user = useUser();
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState<Message | null>(null);
   const list = runs.data ?? [];
@@ -86,26 +87,33 @@ export function Training() {
   return (
     <>
       <LoadError error={runs.error} />
-      <section aria-labelledby="start-h" class="card">
-        <h2 id="start-h">Start a run</h2>
-        <p>Trains a new model on the newest complete data set. One run at a time.</p>
-        <button
-          type="button"
-          class="primary"
-          data-testid="start-training"
-          disabled={busy || running}
-          aria-describedby={running ? 'start-why' : undefined}
-          onClick={start}
-        >
-          {busy ? 'Starting…' : 'Start training'}
-        </button>
-        {running && (
-          <p id="start-why" class="muted">
-            A run is in progress; a new one can start when it finishes.
-          </p>
-        )}
-        <LiveMessage message={message} testid="start-result" />
-      </section>
+      {!user?.approver ? (
+        <p class="note note-info" data-testid="read-only-note">
+          <span class="note-kind">Read-only: </span>
+          starting a training run needs a user in the approvers group.
+        </p>
+      ) : (
+        <section aria-labelledby="start-h" class="card">
+          <h2 id="start-h">Start a run</h2>
+          <p>Trains a new model on the newest complete data set. One run at a time.</p>
+          <button
+            type="button"
+            class="primary"
+            data-testid="start-training"
+            disabled={busy || running}
+            aria-describedby={running ? 'start-why' : undefined}
+            onClick={start}
+          >
+            {busy ? 'Starting…' : 'Start training'}
+          </button>
+          {running && (
+            <p id="start-why" class="muted">
+              A run is in progress; a new one can start when it finishes.
+            </p>
+          )}
+          <LiveMessage message={message} testid="start-result" />
+        </section>
+      )}
 
       <section aria-labelledby="status-h" class="card">
         <h2 id="status-h">Status</h2>

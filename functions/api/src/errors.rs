@@ -6,6 +6,8 @@
 use pipeline_core::pipeline::PipelineError;
 use pipeline_core::repo::RepoError;
 
+use crate::auth::AuthError;
+
 /// An error a route answers with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{status} {code}: {message}")]
@@ -63,6 +65,25 @@ impl ApiError {
         serde_json::json!({
             "error": { "code": self.code, "message": self.message, "fix": self.fix }
         })
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::NoClaims | AuthError::NoSubject => ApiError::new(
+                401,
+                "unauthorized",
+                e.to_string(),
+                "sign in to the web app, or send the ID token of a user from `deployer users add` in the Authorization header",
+            ),
+            AuthError::NotApprover { .. } => ApiError::new(
+                403,
+                "forbidden",
+                e.to_string(),
+                "ask an approver to run `deployer users add <email> --approver`",
+            ),
+        }
     }
 }
 

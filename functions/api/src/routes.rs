@@ -1,6 +1,8 @@
-//! Routing: one async function from the proxy request to the proxy response. Each route reads
-//! and checks its input completely before it calls the pipeline, so a refused request changes
-//! nothing; every failure is an [`ApiError`] answered in the one error shape.
+//! Routing: one async function from the proxy request to the proxy response. Access is
+//! decided first (health is public, everything else needs a signed-in user, changes need an
+//! approver); then each route reads and checks its input completely before it calls the
+//! pipeline, so a refused request changes nothing; every failure is an [`ApiError`] answered in
+//! the one error shape.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
@@ -11,6 +13,7 @@ use pipeline_core::settings::{Settings, SettingsError};
 use pipeline_core::status::ModelStatus;
 use serde_json::{json, Map, Value};
 
+use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::predict;
 
@@ -41,17 +44,41 @@ type Reply = Result<(i64, Value), ApiError>;
 
 /// Routes one request. The path is the resource path after the stage (`/api/...`).
 pub async fn handle(app: &App, req: &ApiGatewayProxyRequest) -> ApiGatewayProxyResponse {
+    match route(app, req).await {
+        Ok((status, body)) => respond(status, &body),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn route(app: &App, req: &ApiGatewayProxyRequest) -> Reply {
     let path = req.path.as_deref().unwrap_or("/");
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let m = &req.http_method;
     let get = m == Method::GET;
     let post = m == Method::POST;
-    let reply = match parts.as_slice() {
-        ["api", "health"] if get => Ok(health(app)),
+    // The one public path: monitors and benchmarks call it without a token, and it tells
+    // nothing about the pipeline's records.
+    if parts == ["api", "health"] {
+        return if get {
+            Ok(health(app))
+        } else {
+            Err(no_route(m, path, &parts))
+        };
+    }
+    // Who asks is settled before the route reads anything, so a refused request changes
+    // nothing and learns nothing, not even whether its body or the record it names is valid.
+    // API Gateway's authorizer normally refuses an anonymous request first; this holds if a
+    // route is ever left unsecured there. Unknown paths are answered after this check, so an
+    // anonymous caller cannot map the API either.
+    let caller = Caller::from_request(req)?;
+    if needs_approver(&parts, m) {
+        caller.require_approver(format!("{m} {path}"))?;
+    }
+    match parts.as_slice() {
         ["api", "models"] if get => list_models(app).await,
         ["api", "models", id] if get => get_model(app, id).await,
         ["api", "models", id, action @ ("accept" | "reject" | "rollback")] if post => {
-            decide(app, id, action, req).await
+            decide(app, &caller, id, action, req).await
         }
         ["api", "training"] if post => start_training(app, req).await,
         ["api", "training"] if get => list_runs(app).await,
@@ -60,28 +87,39 @@ pub async fn handle(app: &App, req: &ApiGatewayProxyRequest) -> ApiGatewayProxyR
         ["api", "endpoint"] if get => endpoint(app).await,
         ["api", "predict"] if post => predict_route(app, req).await,
         ["api", "subscriptions"] if post => subscribe(app, req).await,
-        _ => Err(match allowed(&parts) {
-            Some(allow) => ApiError {
-                allow: Some(allow),
-                ..ApiError::new(
-                    405,
-                    "method_not_allowed",
-                    format!("{m} is not allowed on {path}"),
-                    format!("use {allow}"),
-                )
-            },
-            None => ApiError::new(
-                404,
-                "not_found",
-                format!("no route for {m} {path}"),
-                "see functions/api/openapi.yaml for the routes this API serves",
-            ),
-        }),
-    };
-    match reply {
-        Ok((status, body)) => respond(status, &body),
-        Err(e) => error_response(&e),
+        _ => Err(no_route(m, path, &parts)),
     }
+}
+
+/// The 405 for a known path with another method, else the 404.
+fn no_route(m: &Method, path: &str, parts: &[&str]) -> ApiError {
+    match allowed(parts) {
+        Some(allow) => ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{m} is not allowed on {path}"),
+                format!("use {allow}"),
+            )
+        },
+        None => ApiError::new(
+            404,
+            "not_found",
+            format!("no route for {m} {path}"),
+            "see functions/api/openapi.yaml for the routes this API serves",
+        ),
+    }
+}
+
+/// Whether an operation changes the pipeline and so needs the approvers group. Decided from
+/// [`allowed`] rather than a list of writes: every known operation other than a GET is
+/// closed to plain users unless named here, so a write route added later starts out closed.
+/// Prediction is open to every signed-in user: it only stores the image it classifies.
+fn needs_approver(parts: &[&str], m: &Method) -> bool {
+    let known = allowed(parts).is_some_and(|a| a.split(", ").any(|x| x == m.as_str()));
+    let open = *m == Method::GET || (*m == Method::POST && parts == ["api", "predict"]);
+    known && !open
 }
 
 /// The methods a known path allows, for 405 and its Allow header.
@@ -205,15 +243,23 @@ fn text_field(m: &Map<String, Value>, name: &str, example: &str) -> Result<Strin
     }
 }
 
-async fn decide(app: &App, id: &str, action: &str, req: &ApiGatewayProxyRequest) -> Reply {
-    const EXAMPLE: &str = "{ \"reason\": \"why\", \"by\": \"who\" }";
+async fn decide(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    req: &ApiGatewayProxyRequest,
+) -> Reply {
+    const EXAMPLE: &str = "{ \"reason\": \"why\" }";
     let body = json_body(req, EXAMPLE)?;
     let reason = text_field(&body, "reason", EXAMPLE)?;
-    let by = text_field(&body, "by", EXAMPLE)?;
+    // The actor is whoever the verified token names. A body's `by` (older clients send one)
+    // is a claim anyone can make, so it is accepted and ignored.
+    let by = caller.actor();
     let p = &app.pipeline;
     match action {
         "accept" => {
-            let d = p.accept(id, &by, &reason).await?;
+            let d = p.accept(id, by, &reason).await?;
             Ok((
                 202,
                 json!({ "deployment_id": d.deployment_id, "model_id": d.model_id }),
@@ -230,14 +276,14 @@ async fn decide(app: &App, id: &str, action: &str, req: &ApiGatewayProxyRequest)
                     "GET /api/deployments lists the models that were deployed before",
                 ));
             }
-            let d = p.rollback(id, &by, &reason).await?;
+            let d = p.rollback(id, by, &reason).await?;
             Ok((
                 202,
                 json!({ "deployment_id": d.deployment_id, "model_id": d.model_id }),
             ))
         }
         _ => {
-            let m = p.reject(id, &by, &reason).await?;
+            let m = p.reject(id, by, &reason).await?;
             Ok((200, model_json(&m)?))
         }
     }
@@ -440,5 +486,36 @@ mod tests {
         assert_eq!(allowed(&["api", "training"]), Some("GET, POST"));
         assert_eq!(allowed(&["api", "models", "m1", "accept"]), Some("POST"));
         assert_eq!(allowed(&["api", "nope"]), None);
+    }
+
+    #[test]
+    fn every_write_but_prediction_needs_an_approver() {
+        let writes: [&[&str]; 5] = [
+            &["api", "training"],
+            &["api", "models", "m1", "accept"],
+            &["api", "models", "m1", "reject"],
+            &["api", "models", "m1", "rollback"],
+            &["api", "subscriptions"],
+        ];
+        for parts in writes {
+            assert!(needs_approver(parts, &Method::POST), "{parts:?}");
+        }
+        let reads: [&[&str]; 7] = [
+            &["api", "models"],
+            &["api", "models", "m1"],
+            &["api", "training"],
+            &["api", "training", "j1"],
+            &["api", "deployments"],
+            &["api", "endpoint"],
+            &["api", "health"],
+        ];
+        for parts in reads {
+            assert!(!needs_approver(parts, &Method::GET), "{parts:?}");
+        }
+        assert!(!needs_approver(&["api", "predict"], &Method::POST));
+        // Not an operation at all: answered 404/405 to any signed-in user, never 403.
+        assert!(!needs_approver(&["api", "training"], &Method::PUT));
+        assert!(!needs_approver(&["api", "models", "m1"], &Method::DELETE));
+        assert!(!needs_approver(&["api", "nope"], &Method::POST));
     }
 }

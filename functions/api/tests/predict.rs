@@ -12,7 +12,7 @@ use api::handle;
 use aws_lambda_events::http::{HeaderValue, Method};
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use base64::Engine;
-use common::{jpeg, req, upload, world, Spec, World};
+use common::{jpeg, reader, req, upload, world, Spec, World};
 use pipeline_core::events::{self, EndpointDetail, Envelope};
 use serde_json::json;
 
@@ -215,11 +215,12 @@ async fn a_served_prediction_is_stored_and_answered() {
         "sha256.jpg: {k}"
     );
 
-    // The same image as JSON: a PNG this time, named .png.
+    // The same image as JSON: a PNG this time, named .png, from a user outside the approvers
+    // group (prediction needs only a signed-in user).
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
     let body = json!({ "image_base64": base64::engine::general_purpose::STANDARD.encode(png) })
         .to_string();
-    let r = handle(&app, &req(Method::POST, "/api/predict", Some(&body))).await;
+    let r = handle(&app, &reader(Method::POST, "/api/predict", Some(&body))).await;
     assert_eq!(r.status_code, 200);
     spec.check("/api/predict", "post", &r);
     assert_eq!(seen.lock().unwrap()[1].1, "image/png");
@@ -229,6 +230,16 @@ async fn a_served_prediction_is_stored_and_answered() {
         .1
         .iter()
         .any(|k| k.starts_with("uploads/") && k.ends_with(".png")));
+
+    // Without a signed-in user nothing is stored and the endpoint is not asked.
+    let calls_before = seen.lock().unwrap().len();
+    let keys_before = w.snapshot().await.1;
+    let mut anon = upload("image/jpeg", &image);
+    anon.request_context.authorizer.fields.clear();
+    let r = handle(&app, &anon).await;
+    spec.check_error("/api/predict", "post", &r, 401, "unauthorized");
+    assert_eq!(seen.lock().unwrap().len(), calls_before);
+    assert_eq!(w.snapshot().await.1, keys_before);
 
     // A container answering something else is a 502, not a pass-through.
     let (runtime, _) = stub_runtime(

@@ -7,7 +7,7 @@ mod common;
 
 use api::handle;
 use aws_lambda_events::http::Method;
-use common::{req, world, Spec};
+use common::{anonymous, reader, req, world, Spec, APPROVER, READER};
 use pipeline_core::events::{self, EndpointDetail, Envelope};
 use pipeline_core::repo::Changes;
 use pipeline_core::status::ModelStatus;
@@ -71,7 +71,13 @@ async fn real_shaped_proxy_events_route() {
             "requestContext": {"accountId": "123456789012", "resourceId": "abc", "stage": "prod",
                 "requestId": "r-1", "requestTimeEpoch": 1795867205000_i64, "httpMethod": method,
                 "path": format!("/prod{path}"), "resourcePath": "/{proxy+}", "apiId": "api1",
-                "identity": {"sourceIp": "203.0.113.9"}}
+                "identity": {"sourceIp": "203.0.113.9"},
+                // What the Cognito user-pool authorizer adds: the ID token's claims, strings
+                // only, the groups in the bracketed form.
+                "authorizer": {"claims": {"sub": "5f1c-77", "email": "ana@example.com",
+                    "email_verified": "true", "cognito:username": "ana",
+                    "cognito:groups": "[approvers readers]", "token_use": "id",
+                    "auth_time": "1795867000", "exp": "Sat Nov 28 01:00:05 UTC 2026"}}}
         }))
         .unwrap()
     };
@@ -117,6 +123,19 @@ async fn real_shaped_proxy_events_route() {
         e["error"]["message"].as_str().unwrap().contains("\"x\""),
         "{e}"
     );
+    // The same kind of request through a route the gateway left unsecured: no claims (API
+    // Gateway sends a null authorizer), refused before its valid body is read.
+    let mut unsecured = serde_json::to_value(event(
+        "POST",
+        "/api/subscriptions",
+        json!({"Content-Type": "application/json"}),
+        Some(r#"{"email":"ops@example.com"}"#),
+        false,
+    ))
+    .unwrap();
+    unsecured["requestContext"]["authorizer"] = serde_json::Value::Null;
+    let r = handle(&w.app, &serde_json::from_value(unsecured).unwrap()).await;
+    spec.check_error("/api/subscriptions", "post", &r, 401, "unauthorized");
     assert_eq!(w.snapshot().await, before);
 }
 
@@ -233,7 +252,7 @@ async fn models_accept_reject_and_the_deployment_timeline() {
         (
             "/api/models/m-a/accept",
             "/api/models/{id}/accept",
-            Some(r#"{"reason":"x"}"#),
+            Some(r#"{"by":"ana"}"#),
             400,
             "bad_request",
         ),
@@ -247,7 +266,7 @@ async fn models_accept_reject_and_the_deployment_timeline() {
         (
             "/api/models/m-a/reject",
             "/api/models/{id}/reject",
-            Some(r#"{"reason":"x","by":7}"#),
+            Some(r#"{"reason":7,"by":"ana"}"#),
             400,
             "bad_request",
         ),
@@ -323,7 +342,10 @@ async fn models_accept_reject_and_the_deployment_timeline() {
     assert_eq!(r.status_code, 200);
     let b = spec.check("/api/models/{id}/reject", "post", &r);
     assert_eq!(b["status"], "rejected");
-    assert_eq!(b["decisions"][0]["by"], "bo");
+    assert_eq!(
+        b["decisions"][0]["by"], APPROVER,
+        "the token's user, not the body's by"
+    );
     let before = w.snapshot().await;
     let r = handle(
         &w.app,
@@ -432,7 +454,7 @@ async fn models_accept_reject_and_the_deployment_timeline() {
         ),
         (
             Some("m-a"),
-            Some("ana"),
+            Some(APPROVER),
             Some("better f1"),
             Some("deployed")
         )
@@ -463,7 +485,7 @@ async fn rollback_serves_a_superseded_model_and_failures_leak_nothing() {
         &req(
             Method::POST,
             "/api/models/m-old/rollback",
-            Some(r#"{"reason":"new one misreads cans","by":"ana"}"#),
+            Some(r#"{"reason":"new one misreads cans","by":"mallory"}"#),
         ),
     )
     .await;
@@ -473,6 +495,10 @@ async fn rollback_serves_a_superseded_model_and_failures_leak_nothing() {
     let m = p.repo.get_model("m-old").await.unwrap();
     assert_eq!(m.status, ModelStatus::Deploying);
     assert_eq!(m.decisions[0].action, "rollback");
+    assert_eq!(
+        m.decisions[0].by, APPROVER,
+        "the token's user, not the body's by"
+    );
     assert_eq!(m.endpoint_config.as_deref(), b["deployment_id"].as_str());
 
     let r = handle(&w.app, &req(Method::GET, "/api/deployments", None)).await;
@@ -649,4 +675,279 @@ async fn subscriptions_validate_the_address() {
         "pending confirmation"
     );
     assert_eq!(w.snapshot().await.2, vec!["ops@example.com".to_string()]);
+}
+
+/// Every documented operation but health, made concrete: a path naming records that exist and a
+/// body the operation would accept, so only the caller decides the answer.
+// A test helper: a failure here is a test failure.
+#[allow(clippy::unwrap_used)]
+fn concrete_operations(spec: &Spec) -> Vec<(String, Method, String, Option<String>)> {
+    let image = json!({ "image_base64": "/9j/4AAQSkZJRgABAQ==" }).to_string();
+    let mut ops: Vec<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .filter(|(path, _)| path != "/api/health")
+        .collect();
+    ops.dedup();
+    ops.into_iter()
+        .map(|(doc, method)| {
+            let path = doc
+                .replace("{id}/rollback", "m-old/rollback")
+                .replace("{id}", "m-a")
+                .replace("{job}", "m-a");
+            let body = match doc.as_str() {
+                d if d.starts_with("/api/models/{id}/") => {
+                    Some(r#"{"reason":"looks good","by":"ana"}"#.to_string())
+                }
+                "/api/subscriptions" => Some(r#"{"email":"ops@example.com"}"#.to_string()),
+                "/api/predict" => Some(image.clone()),
+                _ => None,
+            };
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            (doc, m, path, body)
+        })
+        .collect()
+}
+
+/// Records every operation could act on: a staged model, a superseded one behind a deployed
+/// one, and a complete data set to train on.
+async fn seed_everything(w: &common::World) {
+    w.seed("m-a", ModelStatus::Staged, "2026-11-28T00:00:00Z")
+        .await;
+    w.seed("m-old", ModelStatus::Superseded, "2026-11-26T00:00:00Z")
+        .await;
+    w.seed("m-new", ModelStatus::Deployed, "2026-11-27T00:00:00Z")
+        .await;
+    for key in [
+        "datasets/20261128T000000Z/train/O/a.jpg",
+        "datasets/20261128T000000Z/_READY",
+    ] {
+        w.put(key, b"x").await;
+    }
+}
+
+const SIGN_IN: &str = "sign in to the web app, or send the ID token of a user from `deployer users add` in the Authorization header";
+const ASK: &str = "ask an approver to run `deployer users add <email> --approver`";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_claims_every_route_but_health_is_401() {
+    let w = world().await;
+    let spec = Spec::load();
+    seed_everything(&w).await;
+    let before = w.snapshot().await;
+    let ops = concrete_operations(&spec);
+    assert_eq!(
+        ops.len(),
+        12,
+        "{:?}",
+        ops.iter().map(|o| &o.2).collect::<Vec<_>>()
+    );
+    for (doc, m, path, body) in ops {
+        let r = handle(&w.app, &anonymous(m.clone(), &path, body.as_deref())).await;
+        let e = spec.check_error(&doc, &m.as_str().to_lowercase(), &r, 401, "unauthorized");
+        assert_eq!(e["error"]["fix"], SIGN_IN, "{m} {path}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no signed-in user"),
+            "{m} {path}: {e}"
+        );
+        assert_eq!(w.snapshot().await, before, "{m} {path} changed something");
+    }
+
+    // Unknown paths and wrong methods too: an anonymous caller cannot map the API.
+    for (m, path) in [
+        (Method::GET, "/api/nope"),
+        (Method::GET, "/"),
+        (Method::DELETE, "/api/models/m-a"),
+        (Method::PUT, "/api/training"),
+        (Method::GET, "/api/predict"),
+        (Method::GET, "/api/models/m-a/accept"),
+    ] {
+        let r = handle(&w.app, &anonymous(m.clone(), path, None)).await;
+        let b = common::body(&r);
+        assert_eq!(
+            (r.status_code, b["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{m} {path}: {b}"
+        );
+        assert!(!r.headers.contains_key("allow"), "{m} {path}");
+        spec.validate("/api/models", "get", 401, &b).unwrap();
+    }
+
+    // Claims without a subject, or an empty set, name nobody.
+    let mut no_sub = anonymous(Method::GET, "/api/models", None);
+    no_sub.request_context.authorizer.fields.insert(
+        "claims".into(),
+        json!({"email": "ana@example.com", "cognito:groups": "approvers"}),
+    );
+    let r = handle(&w.app, &no_sub).await;
+    let e = spec.check_error("/api/models", "get", &r, 401, "unauthorized");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("sub"),
+        "{e}"
+    );
+    let mut empty = anonymous(Method::GET, "/api/models", None);
+    empty
+        .request_context
+        .authorizer
+        .fields
+        .insert("claims".into(), json!({}));
+    let r = handle(&w.app, &empty).await;
+    spec.check_error("/api/models", "get", &r, 401, "unauthorized");
+
+    // Health stays public, and its wrong methods are still 405.
+    let r = handle(&w.app, &anonymous(Method::GET, "/api/health", None)).await;
+    assert_eq!(r.status_code, 200);
+    spec.check("/api/health", "get", &r);
+    let r = handle(&w.app, &anonymous(Method::POST, "/api/health", Some("{}"))).await;
+    spec.check_error("/api/health", "get", &r, 405, "method_not_allowed");
+    assert_eq!(w.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_cannot_change_anything() {
+    let w = world().await;
+    let spec = Spec::load();
+    seed_everything(&w).await;
+    let before = w.snapshot().await;
+    let timeline = |r: aws_lambda_events::apigw::ApiGatewayProxyResponse| {
+        assert_eq!(r.status_code, 200);
+        spec.check("/api/deployments", "get", &r)
+    };
+    let deployments_before =
+        timeline(handle(&w.app, &reader(Method::GET, "/api/deployments", None)).await);
+    let writes: Vec<_> = concrete_operations(&spec)
+        .into_iter()
+        .filter(|(doc, m, ..)| *m == Method::POST && doc != "/api/predict")
+        .collect();
+    assert_eq!(writes.len(), 5, "{writes:?}");
+    for (doc, m, path, body) in writes {
+        // A valid body, and one that is not even JSON: the answer is the same 403, so a
+        // refused caller learns nothing about the request it could not make.
+        for body in [body.as_deref(), Some("{not json")] {
+            let r = handle(&w.app, &reader(m.clone(), &path, body)).await;
+            let e = spec.check_error(&doc, "post", &r, 403, "forbidden");
+            assert_eq!(e["error"]["fix"], ASK, "{path}");
+            let msg = e["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains(READER)
+                    && msg.contains(&format!("POST {path}"))
+                    && msg.contains("approvers"),
+                "{path}: {msg}"
+            );
+            assert_eq!(
+                w.snapshot().await,
+                before,
+                "{path} {body:?} changed something"
+            );
+        }
+    }
+    let p = &w.app.pipeline;
+    assert_eq!(
+        p.repo.get_model("m-a").await.unwrap().status,
+        ModelStatus::Staged
+    );
+    assert_eq!(
+        p.repo.get_model("m-old").await.unwrap().status,
+        ModelStatus::Superseded
+    );
+    assert_eq!(
+        timeline(handle(&w.app, &reader(Method::GET, "/api/deployments", None)).await),
+        deployments_before
+    );
+    // A method no path has is still a 405 for a reader, not a 403.
+    let r = handle(&w.app, &reader(Method::PUT, "/api/training", None)).await;
+    spec.check_error("/api/training", "get", &r, 405, "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_can_read_and_predict() {
+    let w = world().await;
+    let spec = Spec::load();
+    seed_everything(&w).await;
+    let reads: Vec<_> = concrete_operations(&spec)
+        .into_iter()
+        .filter(|(_, m, ..)| *m == Method::GET)
+        .collect();
+    assert_eq!(reads.len(), 6, "{reads:?}");
+    for (doc, m, path, _) in reads {
+        let r = handle(&w.app, &reader(m, &path, None)).await;
+        assert_eq!(r.status_code, 200, "GET {path}: {:?}", r.body);
+        spec.check(&doc, "get", &r);
+    }
+    let r = handle(&w.app, &reader(Method::GET, "/api/models/m-a", None)).await;
+    assert_eq!(common::body(&r)["status"], "staged");
+    // Prediction is open to readers: here it gets as far as finding no endpoint.
+    let before = w.snapshot().await;
+    let r = handle(
+        &w.app,
+        &reader(
+            Method::POST,
+            "/api/predict",
+            Some(&json!({ "image_base64": "/9j/4AAQSkZJRgABAQ==" }).to_string()),
+        ),
+    )
+    .await;
+    spec.check_error("/api/predict", "post", &r, 503, "no_model_serving");
+    assert_eq!(w.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_record_the_signed_in_user_not_the_body() {
+    let w = world().await;
+    let spec = Spec::load();
+    let p = &w.app.pipeline;
+    w.seed("m-a", ModelStatus::Staged, "2026-11-28T00:00:00Z")
+        .await;
+    w.seed("m-b", ModelStatus::Staged, "2026-11-27T00:00:00Z")
+        .await;
+
+    let r = handle(
+        &w.app,
+        &req(
+            Method::POST,
+            "/api/models/m-a/accept",
+            Some(r#"{"reason":"better f1","by":"mallory"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    spec.check("/api/models/{id}/accept", "post", &r);
+    let m = p.repo.get_model("m-a").await.unwrap();
+    assert_eq!(
+        (m.decisions[0].action.as_str(), m.decisions[0].by.as_str()),
+        ("accept", APPROVER)
+    );
+
+    // An approver whose token has no email is recorded by user name; `by` may be left out.
+    let mut no_email = anonymous(
+        Method::POST,
+        "/api/models/m-b/reject",
+        Some(r#"{"reason":"worse recall"}"#),
+    );
+    no_email.request_context.authorizer.fields.insert(
+        "claims".into(),
+        json!({"sub": "u-9", "cognito:username": "bo", "cognito:groups": "[readers approvers]"}),
+    );
+    let r = handle(&w.app, &no_email).await;
+    assert_eq!(r.status_code, 200, "{:?}", r.body);
+    let b = spec.check("/api/models/{id}/reject", "post", &r);
+    assert_eq!(b["decisions"][0]["by"], "bo");
+
+    let r = handle(&w.app, &reader(Method::GET, "/api/deployments", None)).await;
+    let t = spec.check("/api/deployments", "get", &r);
+    let by: Vec<&str> = t["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by.len(), 2);
+    assert!(
+        by.contains(&APPROVER) && by.contains(&"bo") && !by.contains(&"mallory"),
+        "{by:?}"
+    );
 }

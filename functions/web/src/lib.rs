@@ -15,7 +15,11 @@
 //!   ETag, a SHA-256 prefix; `If-None-Match` answers 304), Vite's content-hashed files under
 //!   `assets/` a year, immutable.
 //! - Every answer carries the security headers ([`CONTENT_SECURITY_POLICY`], nosniff,
-//!   no-referrer, no framing).
+//!   no-referrer, no framing); with a user pool configured, `connect-src` also names Cognito's
+//!   endpoint, where the app signs in.
+//! - `/config.json` is not a file: it tells the app where to sign in ([`Site`], from the
+//!   function's environment: the user pool and client the stack renders, and Cognito's endpoint
+//!   as the AWS SDKs resolve it).
 
 mod mime;
 
@@ -66,9 +70,114 @@ pub fn find<'a>(assets: &'a [Asset], path: &str) -> Option<&'a Asset> {
         .map(|i| &assets[i])
 }
 
+/// Where the app signs in: the deployment's Cognito user pool and app client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    pub region: String,
+    pub user_pool_id: String,
+    pub client_id: String,
+    /// Cognito's endpoint URL, ending in `/`.
+    pub endpoint: String,
+}
+
+/// Per-deployment settings, read once per cold start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Site {
+    /// `None` when the function has no user pool settings (the app then says so).
+    pub auth: Option<AuthConfig>,
+}
+
+impl Site {
+    /// From the function's environment: `USER_POOL_ID` and `USER_POOL_CLIENT_ID` (rendered by
+    /// the stack), `AWS_REGION`, and Cognito's endpoint as the SDKs resolve it
+    /// (`AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER`, then `AWS_ENDPOINT_URL`, then the
+    /// regional public endpoint).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Site {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let auth = (|| {
+            let region = get("AWS_REGION")?;
+            let endpoint = get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER")
+                .or_else(|| get("AWS_ENDPOINT_URL"))
+                .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/"));
+            let endpoint = format!("{}/", endpoint.trim_end_matches('/'));
+            Some(AuthConfig {
+                user_pool_id: get("USER_POOL_ID")?,
+                client_id: get("USER_POOL_CLIENT_ID")?,
+                region,
+                endpoint,
+            })
+        })();
+        Site { auth }
+    }
+
+    /// The policy every answer carries: [`CONTENT_SECURITY_POLICY`], plus Cognito's origin in
+    /// `connect-src` when the app signs in there.
+    pub fn content_security_policy(&self) -> String {
+        match &self.auth {
+            Some(a) => CONTENT_SECURITY_POLICY.replace(
+                "connect-src 'self'",
+                &format!("connect-src 'self' {}", origin(&a.endpoint)),
+            ),
+            None => CONTENT_SECURITY_POLICY.to_string(),
+        }
+    }
+
+    /// The body of `/config.json`.
+    pub fn config_json(&self) -> String {
+        let auth = match &self.auth {
+            Some(a) => serde_json::json!({
+                "region": a.region,
+                "user_pool_id": a.user_pool_id,
+                "client_id": a.client_id,
+                "endpoint": a.endpoint,
+            }),
+            None => serde_json::Value::Null,
+        };
+        serde_json::json!({ "auth": auth }).to_string()
+    }
+}
+
+/// `scheme://host[:port]` of a URL (what CSP source expressions name).
+fn origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
+        None => url.trim_end_matches('/').to_string(),
+    }
+}
+
 /// Serves one request from the embedded [`ASSETS`].
-pub fn handle(req: &ApiGatewayProxyRequest) -> ApiGatewayProxyResponse {
-    serve(ASSETS, req)
+pub fn handle(site: &Site, req: &ApiGatewayProxyRequest) -> ApiGatewayProxyResponse {
+    serve_site(ASSETS, site, req)
+}
+
+/// Serves one request of a deployment: `/config.json` from `site`, the rest from `assets`.
+pub fn serve_site(
+    assets: &[Asset],
+    site: &Site,
+    req: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let path = match req.path_parameters.get("proxy") {
+        Some(p) => p.as_str(),
+        None => req.path.as_deref().unwrap_or("/"),
+    };
+    let mut r = if path.trim_start_matches('/') == "config.json"
+        && (req.http_method == Method::GET || req.http_method == Method::HEAD)
+    {
+        let mut r = text(200, "application/json", &site.config_json());
+        // Settings change with a redeploy: never cached.
+        r.headers
+            .insert("cache-control", HeaderValue::from_static("no-store"));
+        if req.http_method == Method::HEAD {
+            r.body = None;
+        }
+        r
+    } else {
+        serve(assets, req)
+    };
+    if let Ok(v) = HeaderValue::from_str(&site.content_security_policy()) {
+        r.headers.insert("content-security-policy", v);
+    }
+    r
 }
 
 /// Serves one request from `assets` (sorted by path).
@@ -474,6 +583,66 @@ mod tests {
                 a.path
             );
         }
-        assert_eq!(handle(&req(Method::GET, "/")).status_code, 200);
+        assert_eq!(
+            handle(&Site::default(), &req(Method::GET, "/")).status_code,
+            200
+        );
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn config_json_names_the_pool_and_cognito_as_the_sdks_resolve_it() {
+        let pool = [
+            ("AWS_REGION", "eu-west-1"),
+            ("USER_POOL_ID", "eu-west-1_abc"),
+            ("USER_POOL_CLIENT_ID", "client1"),
+        ];
+        let aws = Site::from_env(env(&pool));
+        let a = aws.auth.clone().unwrap_or_default();
+        assert_eq!(a.endpoint, "https://cognito-idp.eu-west-1.amazonaws.com/");
+        let mut local = pool.to_vec();
+        local.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"));
+        let l = Site::from_env(env(&local)).auth.unwrap_or_default();
+        assert_eq!(l.endpoint, "http://127.0.0.1:4566/");
+        let mut q = req(Method::GET, "/config.json");
+        q.path_parameters
+            .insert("proxy".into(), "config.json".into());
+        let r = serve_site(TABLE, &aws, &q);
+        assert_eq!(r.status_code, 200);
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        let v: serde_json::Value = serde_json::from_str(body_text(&r)).unwrap_or_default();
+        assert_eq!(v["auth"]["user_pool_id"], "eu-west-1_abc");
+        assert_eq!(v["auth"]["client_id"], "client1");
+        assert_eq!(v["auth"]["region"], "eu-west-1");
+        // Every answer lets the page reach Cognito, and nothing else new.
+        let csp = header(&r, "content-security-policy").to_string();
+        assert!(
+            csp.contains("connect-src 'self' https://cognito-idp.eu-west-1.amazonaws.com;"),
+            "{csp}"
+        );
+        let page = serve_site(TABLE, &aws, &req(Method::GET, "/"));
+        assert_eq!(header(&page, "content-security-policy"), csp);
+    }
+
+    #[test]
+    fn without_pool_settings_config_says_so_and_the_policy_stays_strict() {
+        let site = Site::from_env(env(&[("AWS_REGION", "eu-west-1"), ("USER_POOL_ID", "")]));
+        assert_eq!(site.auth, None);
+        let mut q = req(Method::GET, "/config.json");
+        q.path_parameters
+            .insert("proxy".into(), "config.json".into());
+        let r = serve_site(TABLE, &site, &q);
+        assert_eq!(body_text(&r), r#"{"auth":null}"#);
+        assert_eq!(
+            header(&r, "content-security-policy"),
+            CONTENT_SECURITY_POLICY
+        );
     }
 }

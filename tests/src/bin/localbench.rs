@@ -536,10 +536,7 @@ fn model_ids(api: &Api) -> Vec<String> {
 
 fn accept(api: &Api, id: &str) {
     let path = format!("/models/{id}/accept");
-    let (status, body) = api.post(
-        &path,
-        &json!({ "reason": "localbench", "by": "localbench" }),
-    );
+    let (status, body) = api.post(&path, &json!({ "reason": "localbench" }));
     assert_eq!(
         status, 202,
         "POST {path}: expected 202 (deployment started), got {status}: {body}"

@@ -1,6 +1,7 @@
 //! Shared test harness: a real moto server per test (killed on drop), the pipeline's tables,
-//! bucket and topic in it, an [`App`] over those clients, request builders, and the OpenAPI
-//! document as JSON Schemas so every response is checked against what `openapi.yaml` says.
+//! bucket and topic in it, an [`App`] over those clients, request builders (signed in as an
+//! approver unless they say otherwise), and the OpenAPI document as JSON Schemas so every
+//! response is checked against what `openapi.yaml` says.
 
 // Test helpers may unwrap: a failure here is a test failure, reported where it happens.
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
@@ -170,7 +171,42 @@ pub fn metrics() -> Metrics {
     }
 }
 
-pub fn req(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
+/// The approver the tests act as, and a signed-in user outside the approvers group.
+pub const APPROVER: &str = "ana@example.com";
+pub const READER: &str = "rita@example.com";
+
+/// An ID token's claims as API Gateway's Cognito user-pool authorizer passes them (REST API,
+/// payload v1): every value a string, the groups flattened into one (left out with none).
+pub fn claims(email: &str, groups: &[&str]) -> Value {
+    let mut c = serde_json::json!({
+        "sub": format!("sub-{email}"),
+        "email": email,
+        "email_verified": "true",
+        "cognito:username": email.split('@').next().unwrap_or(email),
+        "token_use": "id",
+        "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_test",
+    });
+    if !groups.is_empty() {
+        c["cognito:groups"] = Value::String(groups.join(","));
+    }
+    c
+}
+
+/// The request as a signed-in user sends it: `requestContext.authorizer.claims` filled in.
+pub fn signed_in(
+    mut r: ApiGatewayProxyRequest,
+    email: &str,
+    groups: &[&str],
+) -> ApiGatewayProxyRequest {
+    r.request_context
+        .authorizer
+        .fields
+        .insert("claims".into(), claims(email, groups));
+    r
+}
+
+/// A request with no signed-in user: what reaches the function if a route is left unsecured.
+pub fn anonymous(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
     let mut r = ApiGatewayProxyRequest::default();
     r.http_method = method;
     r.path = Some(path.to_string());
@@ -183,7 +219,18 @@ pub fn req(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyReq
     r
 }
 
-/// A raw binary upload as API Gateway delivers it: base64 with isBase64Encoded.
+/// A request from [`APPROVER`], who may do everything.
+pub fn req(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
+    signed_in(anonymous(method, path, body), APPROVER, &["approvers"])
+}
+
+/// A request from [`READER`], signed in but in no group: may read and predict only.
+pub fn reader(method: Method, path: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
+    signed_in(anonymous(method, path, body), READER, &[])
+}
+
+/// A raw binary upload as API Gateway delivers it (base64 with isBase64Encoded), from
+/// [`APPROVER`].
 pub fn upload(content_type: &'static str, bytes: &[u8]) -> ApiGatewayProxyRequest {
     use base64::Engine;
     let mut r = req(Method::POST, "/api/predict", None);
