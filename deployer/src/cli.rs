@@ -89,6 +89,40 @@ pub enum Command {
     /// The people who may use the deployment's API and web app (its Cognito user pool).
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The model's container image, built and pushed without Docker.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Check an environment before any change: region, credentials, account, serverless
+    /// settings, the image's build target. Exit 1 if a check fails.
+    #[command(after_help = "Example:\n  deployer preflight --env aws")]
+    Preflight,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the static model binary and assemble its image in .deployer/<env>/image (the same
+    /// binary always gives the same digest).
+    Build,
+    /// Push the built image to the environment's ECR repository, or to --to HOST[:PORT]/NAME;
+    /// blobs and images the registry has are not sent again.
+    #[command(
+        after_help = "Examples:\n  deployer image push --env aws\n  deployer image push --to 127.0.0.1:5000/waste-model --plain-http"
+    )]
+    Push {
+        /// Another registry and repository than the environment's ECR repository.
+        #[arg(long)]
+        to: Option<String>,
+        /// Plain HTTP (loopback registries only).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// The built image: digest, platform, entrypoint, layers; with --to, whether that registry has it.
+    Inspect {
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        plain_http: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -77,9 +77,18 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
             ..
         }
     );
+    // An `aws` environment is checked before anything is built or changed.
+    if env.target == Target::Aws
+        && matches!(
+            cli.command,
+            Command::Up { .. } | Command::Plan | Command::Redeploy { .. } | Command::Down { .. }
+        )
+    {
+        preflight(env, renders, rep)?;
+    }
     let resolved;
     let env = if renders {
-        resolved = with_local_image(env, rep)?;
+        resolved = crate::model_image::for_up(&with_local_image(env, rep)?, rep)?;
         &resolved
     } else {
         env
@@ -104,7 +113,91 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
         }
         Command::Local(c) => local_cmd(env, c, cli.output),
         Command::Users(c) => users_cmd(env, c, cli.output, rep).await,
+        Command::Image(c) => {
+            use crate::cli::ImageCommand;
+            match c {
+                ImageCommand::Build => crate::model_image::build_cmd(env, cli.output),
+                ImageCommand::Push { to, plain_http } => {
+                    crate::model_image::push_cmd(env, to, plain_http, cli.output, rep).await
+                }
+                ImageCommand::Inspect { to, plain_http } => {
+                    crate::model_image::inspect_cmd(env, to, plain_http, cli.output).await
+                }
+            }
+        }
+        Command::Preflight => preflight_cmd(env, cli.output, rep).await,
     }
+}
+
+/// The checks that need no AWS call, run before `up`, `plan`, `redeploy` and `down` on `aws`
+/// environments; the first failure stops the command with its fix. (Credentials and the
+/// account are checked when the clients are built, before any change.)
+fn preflight(env: &Environment, builds_image: bool, rep: &Reporter) -> Result<()> {
+    let get = |k: &str| std::env::var(k).ok();
+    for c in crate::preflight::local_checks(env, &get) {
+        if c.name == "image build target" && !(builds_image && env.training_image.is_empty()) {
+            continue;
+        }
+        if !c.ok {
+            bail!(
+                "preflight: {}: {}; {}",
+                c.name,
+                c.detail,
+                c.fix.unwrap_or_default()
+            );
+        }
+        rep.info(&format!("preflight: {}: {}", c.name, c.detail));
+    }
+    Ok(())
+}
+
+/// `deployer preflight`: every check, then credentials and the account.
+async fn preflight_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result<ExitCode> {
+    use crate::preflight::Check;
+    let get = |k: &str| std::env::var(k).ok();
+    let mut checks = crate::preflight::local_checks(env, &get);
+    if env.target == Target::Aws {
+        // Credentials (profiles, SSO, credential_process, variables) and the account.
+        let region_ok = checks.iter().all(|c| c.name != "region" || c.ok);
+        if region_ok {
+            match connect(env, rep).await {
+                Ok((c, account)) => {
+                    checks.push(Check {
+                        name: "credentials",
+                        ok: true,
+                        detail: format!("resolved; account {account}, region {}", c.region),
+                        fix: None,
+                    });
+                }
+                Err(e) => checks.push(Check {
+                    name: "credentials",
+                    ok: false,
+                    detail: format!("{e:#}"),
+                    fix: Some("see the message: log in (aws sso login), pick a profile (--profile) or export credentials".into()),
+                }),
+            }
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    emit(format, &checks, || {
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                vec![
+                    if c.ok { "ok" } else { "FAIL" }.into(),
+                    c.name.into(),
+                    c.detail.clone(),
+                    c.fix.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["", "CHECK", "FOUND", "FIX"], &rows)
+    });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn users_cmd(
@@ -566,6 +659,9 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
             )
         })?;
     deployed.push(artifacts);
+    // The model image, now that its repository exists (aws environments; nothing when ECR
+    // has it already).
+    crate::model_image::push_for_up(env, &c, rep).await?;
 
     let mut reports = Vec::new();
     let mut uploaded = 0;

@@ -114,6 +114,7 @@ pub struct Layer {
     pub api_stage: Option<String>,
     pub api_throttle_rate: Option<u32>,
     pub api_throttle_burst: Option<u32>,
+    pub image_keep: Option<u32>,
     pub endpoint_memory_mb: Option<u32>,
     pub endpoint_max_concurrency: Option<u32>,
     pub endpoint_variant: Option<String>,
@@ -142,6 +143,7 @@ impl Layer {
             api_stage,
             api_throttle_rate,
             api_throttle_burst,
+            image_keep,
             endpoint_memory_mb,
             endpoint_max_concurrency,
             endpoint_variant,
@@ -229,6 +231,7 @@ impl Layer {
                 "DEPLOYER_API_THROTTLE_BURST",
                 get("DEPLOYER_API_THROTTLE_BURST"),
             )?,
+            image_keep: parse("DEPLOYER_IMAGE_KEEP", get("DEPLOYER_IMAGE_KEEP"))?,
             endpoint_memory_mb: parse(
                 "DEPLOYER_ENDPOINT_MEMORY_MB",
                 get("DEPLOYER_ENDPOINT_MEMORY_MB"),
@@ -297,6 +300,9 @@ pub struct Environment {
     /// The stage's steady request rate per second and burst: API Gateway answers 429 above
     /// them, so a leaked URL or a runaway client cannot run up the bill.
     pub api_throttle: ApiThrottle,
+    /// How many model images the ECR repository keeps (its lifecycle policy expires older ones;
+    /// a model still deployed must be among them to be rolled back to).
+    pub image_keep: u32,
     pub endpoint: EndpointSettings,
     /// The model container image for training jobs and endpoints.
     pub training_image: String,
@@ -334,7 +340,7 @@ const RETENTION_DAYS: &[u32] = &[
 ];
 
 /// SageMaker serverless memory sizes (aws-contracts.md).
-const SERVERLESS_MEMORY_MB: &[u32] = &[1024, 2048, 3072, 4096, 5120, 6144];
+pub const SERVERLESS_MEMORY_MB: &[u32] = &[1024, 2048, 3072, 4096, 5120, 6144];
 
 /// Finds `deployer.toml` from `start` upwards.
 pub fn find_config(start: &Path) -> Result<PathBuf, ConfigError> {
@@ -502,6 +508,15 @@ pub fn resolve(
         });
     }
 
+    let image_keep = layer.image_keep.unwrap_or(20);
+    if !(1..=1000).contains(&image_keep) {
+        return Err(ConfigError::Invalid {
+            key: "image_keep".into(),
+            value: image_keep.to_string(),
+            why: "how many model images ECR keeps: 1 to 1000".into(),
+        });
+    }
+
     let primary_metric = layer.primary_metric.unwrap_or_else(|| "f1".into());
     if !["accuracy", "precision", "recall", "f1", "auc_roc", "loss"]
         .contains(&primary_metric.as_str())
@@ -557,6 +572,7 @@ pub fn resolve(
         uploads_expire_days: layer.uploads_expire_days.unwrap_or(30),
         api_stage,
         api_throttle,
+        image_keep,
         root,
     })
 }

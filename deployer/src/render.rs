@@ -109,6 +109,7 @@ pub struct RenderContext {
     notification_email: Option<String>,
     retrain_schedule: Schedule,
     uploads_expire_days: u32,
+    image_keep: u32,
     api: Api,
     endpoint: EndpointSettings,
     /// A `!Sub` expression naming the artifacts stack's bucket; the account id and region are
@@ -116,6 +117,8 @@ pub struct RenderContext {
     artifact_bucket: String,
     functions: Vec<FunctionContext>,
     training_image: String,
+    /// The image names `${AWS::...}` (an ECR image of this account): rendered with `!Sub`.
+    training_image_sub: bool,
     primary_metric: String,
     /// The hyperparameters as a JSON object, escaped for a single-quoted YAML string.
     hyperparameters_json: String,
@@ -183,6 +186,7 @@ pub fn render(
             enabled: env.retrain_schedule_enabled,
         },
         uploads_expire_days: env.uploads_expire_days,
+        image_keep: env.image_keep,
         api: Api {
             stage: env.api_stage.clone(),
             routes_hash: routes_hash(&src, functions),
@@ -195,6 +199,7 @@ pub fn render(
         ),
         functions: functions.to_vec(),
         training_image: env.training_image.clone(),
+        training_image_sub: env.training_image.contains("${AWS::"),
         primary_metric: env.primary_metric.clone(),
         hyperparameters_json: serde_json::to_string(&env.hyperparameters)
             .unwrap_or_else(|_| "{}".into())

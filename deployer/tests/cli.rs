@@ -225,3 +225,110 @@ fn help_shows_examples() {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+/// `deployer preflight --output json` for the project's `aws` environment with `extra` settings.
+fn preflight(state: &Path, extra: &[(&str, &str)]) -> (Option<i32>, serde_json::Value) {
+    let mut c = deployer(state);
+    c.args(["preflight", "--env", "aws", "--output", "json"]);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "preflight printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+}
+
+#[test]
+fn preflight_names_each_failure_and_its_fix() {
+    let state = tempfile::tempdir().unwrap();
+    // Credentials: the profile in deployer.toml does not exist here.
+    let (code, report) = preflight(state.path(), &[]);
+    assert_eq!(code, Some(1), "{report}");
+    let creds = check(&report, "credentials");
+    assert_eq!(creds["ok"], false, "{creds}");
+    assert!(
+        creds["detail"]
+            .as_str()
+            .unwrap()
+            .contains("aws sso login --profile wastesort"),
+        "{creds}"
+    );
+    // The region comes from deployer.toml; the serverless settings are within the limits.
+    assert_eq!(check(&report, "region")["ok"], true, "{report}");
+    assert_eq!(
+        check(&report, "serverless settings")["ok"],
+        true,
+        "{report}"
+    );
+    // No region anywhere: refused, with where to set one; credentials are not even tried.
+    let cfg = state.path().join("deployer.toml");
+    std::fs::write(
+        &cfg,
+        "app = \"wastesort\"\n[environments.aws]\ntarget = \"aws\"\n",
+    )
+    .unwrap();
+    let out = deployer(state.path())
+        .args(["preflight", "--env", "aws", "--output", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let region = check(&report, "region");
+    assert_eq!(region["ok"], false, "{region}");
+    assert!(
+        region["fix"]
+            .as_str()
+            .unwrap()
+            .contains("[environments.aws]"),
+        "{region}"
+    );
+    // Serverless settings outside AWS's limits never get this far: the configuration is refused.
+    let out = deployer(state.path())
+        .args(["preflight", "--env", "aws"])
+        .env("DEPLOYER_ENDPOINT_MAX_CONCURRENCY", "500")
+        .output()
+        .unwrap();
+    fails_with(out, &["endpoint_max_concurrency", "1 to 200"]);
+    let out = deployer(state.path())
+        .args(["preflight", "--env", "aws"])
+        .env("DEPLOYER_ENDPOINT_MEMORY_MB", "1000")
+        .output()
+        .unwrap();
+    fails_with(out, &["endpoint_memory_mb", "1024"]);
+}
+
+#[test]
+fn up_on_aws_stops_at_the_preflight_before_building_anything() {
+    let state = tempfile::tempdir().unwrap();
+    let cfg = state.path().join("deployer.toml");
+    std::fs::write(
+        &cfg,
+        "app = \"wastesort\"\n[environments.aws]\ntarget = \"aws\"\n",
+    )
+    .unwrap();
+    let out = deployer(state.path())
+        .args(["up", "--yes", "--env", "aws", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    fails_with(
+        out,
+        &["preflight: region", "no region for environment 'aws'"],
+    );
+    nothing_written(state.path());
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use deployer::config::{self, Environment, Overrides};
 use deployer::package::{self, FunctionSpec};
-use deployer::render::{self, FunctionContext, RenderError, StackKind, STACKS};
+use deployer::render::{self, FunctionContext, RenderError, RenderedStack, StackKind, STACKS};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +25,15 @@ fn environment(name: &str) -> Environment {
         ..Default::default()
     };
     // Only the file: the test must not depend on the caller's DEPLOYER_* variables.
-    config::load(&path, &o, &|_| None).unwrap()
+    let mut env = config::load(&path, &o, &|_| None).unwrap();
+    // As `up` names the built model image on AWS (by digest, in the stack's repository).
+    if env.training_image.is_empty() {
+        env.training_image = deployer::model_image::ecr_image_for_stack(
+            &env,
+            &format!("sha256:{}", "cd".repeat(32)),
+        );
+    }
+    env
 }
 
 /// The real function crates, with a fixed code hash so snapshots are stable.
@@ -47,6 +55,11 @@ fn environments() -> Vec<String> {
         .keys()
         .cloned()
         .collect()
+}
+
+/// One stack of `env`, rendered from the project's templates with the real functions.
+fn rendered(env: &Environment, kind: StackKind) -> RenderedStack {
+    render::render(env, &root().join("stacks"), kind, &functions(env)).unwrap()
 }
 
 fn render_to(dir: &Path, env: &Environment) {
@@ -76,13 +89,7 @@ fn every_template_of_every_environment_matches_its_snapshot() {
 #[test]
 fn rendering_keeps_special_characters_and_lists_resources() {
     let env = environment("local");
-    let app = render::render(
-        &env,
-        &root().join("stacks"),
-        StackKind::App,
-        &functions(&env),
-    )
-    .unwrap();
+    let app = rendered(&env, StackKind::App);
     // No HTML escaping: quotes and ampersands reach CloudFormation as written.
     assert!(app.body.contains(r#""Version": "2012-10-17""#));
     assert!(!app.body.contains("&quot;") && !app.body.contains("&#x27;"));
@@ -111,13 +118,7 @@ fn rendering_keeps_special_characters_and_lists_resources() {
     assert!(app
         .body
         .contains("ScheduleExpression: \"rate(7 days)\"\n      State: DISABLED"));
-    let art = render::render(
-        &env,
-        &root().join("stacks"),
-        StackKind::Artifacts,
-        &functions(&env),
-    )
-    .unwrap();
+    let art = rendered(&env, StackKind::Artifacts);
     assert_eq!(art.stack_name, "wastesort-local-artifacts");
     assert!(art.resources.iter().any(|(id, _)| id == "ArtifactBucket"));
 }
@@ -125,13 +126,7 @@ fn rendering_keeps_special_characters_and_lists_resources() {
 #[test]
 fn the_stage_root_and_every_other_path_go_to_the_web_function() {
     let env = environment("local");
-    let app = render::render(
-        &env,
-        &root().join("stacks"),
-        StackKind::App,
-        &functions(&env),
-    )
-    .unwrap();
+    let app = rendered(&env, StackKind::App);
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&app.body).unwrap();
     let res = &doc["Resources"];
     let uri = |method: &str| format!("{:?}", res[method]["Properties"]["Integration"]["Uri"]);
@@ -202,13 +197,7 @@ fn methods(doc: &serde_yaml_ng::Value) -> Vec<(String, serde_yaml_ng::Value)> {
 fn every_api_method_but_health_needs_a_user_of_the_stacks_pool() {
     for name in environments() {
         let env = environment(&name);
-        let app = render::render(
-            &env,
-            &root().join("stacks"),
-            StackKind::App,
-            &functions(&env),
-        )
-        .unwrap();
+        let app = rendered(&env, StackKind::App);
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&app.body).unwrap();
         let res = &doc["Resources"];
         let mut open = Vec::new();
@@ -301,16 +290,60 @@ fn every_api_method_but_health_needs_a_user_of_the_stacks_pool() {
 }
 
 #[test]
+fn the_model_image_repository_scans_encrypts_keeps_the_newest_and_is_emptied_on_delete() {
+    for name in environments() {
+        let mut env = environment(&name);
+        env.image_keep = 7;
+        let art = rendered(&env, StackKind::Artifacts);
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&art.body).unwrap();
+        let repo = &doc["Resources"]["ModelRepository"]["Properties"];
+        assert_eq!(
+            repo["RepositoryName"].as_str(),
+            Some(deployer::model_image::repository(&env).as_str())
+        );
+        assert_eq!(
+            repo["ImageScanningConfiguration"]["ScanOnPush"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            repo["EncryptionConfiguration"]["EncryptionType"].as_str(),
+            Some("KMS")
+        );
+        assert_eq!(repo["EmptyOnDelete"].as_bool(), Some(true));
+        assert_eq!(repo["ImageTagMutability"].as_str(), Some("IMMUTABLE"));
+        let policy: serde_json::Value = serde_json::from_str(
+            repo["LifecyclePolicy"]["LifecyclePolicyText"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let rule = &policy["rules"][0];
+        assert_eq!(rule["selection"]["tagStatus"], "any");
+        assert_eq!(rule["selection"]["countType"], "imageCountMoreThan");
+        assert_eq!(rule["selection"]["countNumber"], 7);
+        assert_eq!(rule["action"]["type"], "expire");
+        // SageMaker may pull from this repository only.
+        let app = rendered(&env, StackKind::App);
+        let role = format!(
+            "{:?}",
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&app.body).unwrap()["Resources"]
+                ["SageMakerRole"]
+        );
+        assert!(
+            role.contains(&format!(
+                "repository/{}",
+                deployer::model_image::repository(&env)
+            )),
+            "{role}"
+        );
+    }
+}
+
+#[test]
 fn an_email_at_bring_up_becomes_an_inline_subscription() {
     let mut env = environment("local");
     env.notification_email = Some("ops@example.com".into());
-    let app = render::render(
-        &env,
-        &root().join("stacks"),
-        StackKind::App,
-        &functions(&env),
-    )
-    .unwrap();
+    let app = rendered(&env, StackKind::App);
     assert!(app.body.contains("Endpoint: \"ops@example.com\""));
 }
 
