@@ -46,10 +46,14 @@ pub struct Api {
     pub authorizers: Vec<(String, Vec<String>)>,
 }
 
-/// The deployed REST APIs, read from the emulator and trusted for [`ROUTES_TTL`].
+/// The deployed REST APIs, read from the emulator and trusted for [`ROUTES_TTL`]. Older
+/// routes still answer while a background task reads them again (a dozen emulator calls that
+/// would otherwise land on some request's path); a request that matches nothing in them waits
+/// for a fresh read instead, so a route `up` just added is found at once.
 #[derive(Debug, Default)]
 pub struct Routes {
     cache: Mutex<Option<(Instant, Arc<Vec<Api>>)>>,
+    reloading: std::sync::atomic::AtomicBool,
 }
 
 pub fn serve(cloud: Arc<Cloud>, listener: tokio::net::TcpListener) {
@@ -74,17 +78,52 @@ fn gw_error(status: StatusCode, message: &str) -> Resp {
     r
 }
 
-async fn apis(cloud: &Cloud) -> Arc<Vec<Api>> {
+/// The routes as last read, refreshed in the background when older than [`ROUTES_TTL`]; read
+/// now when there are none yet.
+async fn apis(cloud: &Arc<Cloud>) -> Arc<Vec<Api>> {
+    use std::sync::atomic::Ordering;
     if let Some((at, a)) = cloud.routes.cache.lock().ok().and_then(|g| g.clone()) {
-        if at.elapsed() < ROUTES_TTL {
-            return a;
+        if at.elapsed() >= ROUTES_TTL && !cloud.routes.reloading.swap(true, Ordering::SeqCst) {
+            let cloud = cloud.clone();
+            // Detached: the reload outlives the request that noticed the old routes.
+            drop(tokio::spawn(async move {
+                reload(&cloud).await;
+                cloud.routes.reloading.store(false, Ordering::SeqCst);
+            }));
         }
+        return a;
     }
+    reload(cloud).await
+}
+
+/// Reads the routes now (a request found none that match, or there were none yet).
+async fn reload(cloud: &Cloud) -> Arc<Vec<Api>> {
     let fresh = Arc::new(load(cloud).await);
     if let Ok(mut g) = cloud.routes.cache.lock() {
         *g = Some((Instant::now(), fresh.clone()));
     }
     fresh
+}
+
+/// The API serving `stage`, and the route and path parameters of `method rest` in it.
+fn find<'a>(
+    apis: &'a [Api],
+    stage: &str,
+    method: &str,
+    rest: &str,
+) -> Option<(&'a Api, &'a Route, BTreeMap<String, String>)> {
+    let api = apis
+        .iter()
+        .filter(|a| a.stages.iter().any(|s| s == stage))
+        .max_by(|a, b| a.created.total_cmp(&b.created))?;
+    let (route, params) = api
+        .routes
+        .iter()
+        .filter(|r| r.method == method || r.method == "ANY")
+        .filter_map(|r| match_path(&r.resource_path, rest).map(|(p, s)| (r, p, s)))
+        .max_by_key(|(r, _, s)| (*s, r.method != "ANY"))
+        .map(|(r, p, _)| (r, p))?;
+    Some((api, route, params))
 }
 
 fn function_from_uri(uri: &str) -> Option<String> {
@@ -238,24 +277,19 @@ async fn handle(cloud: &Arc<Cloud>, req: Req) -> Resp {
     let mut segs = full_path.trim_start_matches('/').splitn(2, '/');
     let stage = segs.next().unwrap_or("").to_string();
     let rest = format!("/{}", segs.next().unwrap_or(""));
-    let apis = apis(cloud).await;
-    let Some(api) = apis
-        .iter()
-        .filter(|a| a.stages.contains(&stage))
-        .max_by(|a, b| a.created.total_cmp(&b.created))
-    else {
-        return gw_error(StatusCode::FORBIDDEN, "Forbidden");
-    };
     let method = req.method.as_str().to_string();
-    let Some((route, params)) = api
-        .routes
-        .iter()
-        .filter(|r| r.method == method || r.method == "ANY")
-        .filter_map(|r| match_path(&r.resource_path, &rest).map(|(p, s)| (r, p, s)))
-        .max_by_key(|(r, _, s)| (*s, r.method != "ANY"))
-        .map(|(r, p, _)| (r, p))
-    else {
-        return gw_error(StatusCode::FORBIDDEN, "Missing Authentication Token");
+    let mut apis = apis(cloud).await;
+    if find(&apis, &stage, &method, &rest).is_none() {
+        // Perhaps deployed since the routes were read: look again before refusing.
+        apis = reload(cloud).await;
+    }
+    let Some((api, route, params)) = find(&apis, &stage, &method, &rest) else {
+        let stage_known = apis.iter().any(|a| a.stages.iter().any(|s| s == &stage));
+        return if stage_known {
+            gw_error(StatusCode::FORBIDDEN, "Missing Authentication Token")
+        } else {
+            gw_error(StatusCode::FORBIDDEN, "Forbidden")
+        };
     };
     let claims = if route.authorization == "COGNITO_USER_POOLS" {
         // The template attaches the authorizer by id; the emulator cannot (no UpdateMethod),

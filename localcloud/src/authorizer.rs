@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use crate::cloud::Cloud;
 
 /// How long a pool's key set and client list are trusted before being read again. Short: a
-/// removed app client must stop working soon, as on AWS.
+/// removed app client must stop working soon, as on AWS. A stale entry still answers while a
+/// background task reads the new one, so the emulator's reads stay off the request path.
 const KEYS_TTL: Duration = Duration::from_secs(30);
 
 /// The body of the 401 the gateway answers, the same as the stack's `UNAUTHORIZED` gateway
@@ -65,6 +66,8 @@ pub struct PoolKeys {
 #[derive(Debug, Default)]
 pub struct Authorizers {
     cache: Mutex<HashMap<String, (Instant, PoolKeys)>>,
+    /// Pools whose entry a background task is reading now.
+    refreshing: Mutex<std::collections::HashSet<String>>,
 }
 
 fn b64url(s: &str) -> Result<Vec<u8>, Refused> {
@@ -202,7 +205,7 @@ pub fn pool_of_arn(arn: &str) -> Option<(String, String)> {
 /// Checks a request's `Authorization` header against the pools an authorizer names; returns
 /// the verified claims.
 pub async fn authorize(
-    cloud: &Cloud,
+    cloud: &std::sync::Arc<Cloud>,
     provider_arns: &[String],
     header: Option<&str>,
 ) -> Result<Map<String, Value>, Refused> {
@@ -228,7 +231,11 @@ pub async fn authorize(
     Err(last)
 }
 
-async fn pool_keys(cloud: &Cloud, region: &str, id: &str) -> Result<PoolKeys, String> {
+async fn pool_keys(
+    cloud: &std::sync::Arc<Cloud>,
+    region: &str,
+    id: &str,
+) -> Result<PoolKeys, String> {
     if let Some((at, k)) = cloud
         .authorizers
         .cache
@@ -236,10 +243,38 @@ async fn pool_keys(cloud: &Cloud, region: &str, id: &str) -> Result<PoolKeys, St
         .ok()
         .and_then(|c| c.get(id).cloned())
     {
-        if at.elapsed() < KEYS_TTL {
-            return Ok(k);
+        if at.elapsed() >= KEYS_TTL {
+            let first = cloud
+                .authorizers
+                .refreshing
+                .lock()
+                .map(|mut r| r.insert(id.to_string()))
+                .unwrap_or(false);
+            if first {
+                let (cloud, region, id) = (cloud.clone(), region.to_string(), id.to_string());
+                // Detached: the refresh outlives the request that noticed the stale entry.
+                drop(tokio::spawn(async move {
+                    if let Err(e) = read_pool_keys(&cloud, &region, &id).await {
+                        // Forget the old keys: the next request reads them itself and is
+                        // refused if the pool is gone.
+                        tracing::warn!(pool = %id, error = %e, "cannot refresh the pool's keys");
+                        if let Ok(mut c) = cloud.authorizers.cache.lock() {
+                            c.remove(&id);
+                        }
+                    }
+                    if let Ok(mut r) = cloud.authorizers.refreshing.lock() {
+                        r.remove(&id);
+                    }
+                }));
+            }
         }
+        return Ok(k);
     }
+    read_pool_keys(cloud, region, id).await
+}
+
+/// Reads a pool's key set and app clients from the emulator into the cache.
+async fn read_pool_keys(cloud: &Cloud, region: &str, id: &str) -> Result<PoolKeys, String> {
     let host = format!("cognito-idp.{region}.amazonaws.com");
     let jwks = cloud
         .http
