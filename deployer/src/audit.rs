@@ -751,31 +751,10 @@ async fn ecr(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
 /// User pools named `<prefix>-users`. The local emulator's CloudFormation never made them (the
 /// deployer did), so stack deletion cannot remove them there.
 async fn cognito(c: &Clients, scope: &Scope, remove: bool) -> Vec<Finding> {
-    let mut pools = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        match c
-            .cognito
-            .list_user_pools()
-            .max_results(60)
-            .set_next_token(next.take())
-            .send()
-            .await
-        {
-            Ok(page) => {
-                pools.extend(
-                    page.user_pools()
-                        .iter()
-                        .filter_map(|p| Some((p.name()?.to_string(), p.id()?.to_string()))),
-                );
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                    _ => break,
-                }
-            }
-            Err(e) => return vec![unchecked("cognito-idp", describe_err(&e))],
-        }
-    }
+    let pools = match crate::users::list_pools(c).await {
+        Ok(p) => p,
+        Err(e) => return vec![unchecked("cognito-idp", e)],
+    };
     let mut out = Vec::new();
     for (name, id) in pools.into_iter().filter(|(n, _)| scope.owns(n)) {
         // No charge while nobody signs in (priced per monthly active user), but it holds

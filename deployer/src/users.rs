@@ -45,9 +45,10 @@ pub struct Pool {
     pub client_id: Option<String>,
 }
 
-/// Finds the pool `<prefix>-users` and its web client by name.
-pub async fn find_pool(c: &Clients, env: &Environment) -> Result<Option<Pool>> {
-    let name = pool_name(env);
+/// Every user pool of the account and region: (name, id), all pages. Shared with the
+/// teardown audit.
+pub async fn list_pools(c: &Clients) -> Result<Vec<(String, String)>, String> {
+    let mut pools = Vec::new();
     let mut next: Option<String> = None;
     loop {
         let page = c
@@ -57,34 +58,45 @@ pub async fn find_pool(c: &Clients, env: &Environment) -> Result<Option<Pool>> {
             .set_next_token(next.take())
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(describe_err(&e)))
-            .context("failed to list Cognito user pools")?;
-        if let Some(p) = page
-            .user_pools()
-            .iter()
-            .find(|p| p.name() == Some(name.as_str()))
-        {
-            let id = p.id().unwrap_or_default().to_string();
-            let described = c
-                .cognito
-                .describe_user_pool()
-                .user_pool_id(&id)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!(describe_err(&e)))
-                .with_context(|| format!("failed to describe user pool {id}"))?;
-            let arn = described
-                .user_pool()
-                .and_then(|u| u.arn())
-                .unwrap_or_default()
-                .to_string();
-            let client_id = find_client(c, &id, &client_name(env)).await?;
-            return Ok(Some(Pool { id, arn, client_id }));
-        }
+            .map_err(|e| describe_err(&e))?;
+        pools.extend(
+            page.user_pools()
+                .iter()
+                .filter_map(|p| Some((p.name()?.to_string(), p.id()?.to_string()))),
+        );
         match page.next_token() {
             Some(t) if !t.is_empty() => next = Some(t.to_string()),
-            _ => return Ok(None),
+            _ => return Ok(pools),
         }
+    }
+}
+
+/// Finds the pool `<prefix>-users` and its web client by name.
+pub async fn find_pool(c: &Clients, env: &Environment) -> Result<Option<Pool>> {
+    let name = pool_name(env);
+    let pools = list_pools(c)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("failed to list Cognito user pools")?;
+    let Some((_, id)) = pools.into_iter().find(|(n, _)| *n == name) else {
+        return Ok(None);
+    };
+    {
+        let described = c
+            .cognito
+            .describe_user_pool()
+            .user_pool_id(&id)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(describe_err(&e)))
+            .with_context(|| format!("failed to describe user pool {id}"))?;
+        let arn = described
+            .user_pool()
+            .and_then(|u| u.arn())
+            .unwrap_or_default()
+            .to_string();
+        let client_id = find_client(c, &id, &client_name(env)).await?;
+        Ok(Some(Pool { id, arn, client_id }))
     }
 }
 
@@ -272,6 +284,7 @@ pub async fn ensure_local(
         .context("failed to list the local user pool's users")?;
     let first_user = if users.users().is_empty() {
         let password = new_password()?;
+        // A first approver left from an earlier pool gets the new password below.
         create_user(c, &pool.id, LOCAL_FIRST_USER, &password).await?;
         c.cognito
             .admin_set_user_password()
@@ -378,8 +391,10 @@ async fn point_function(c: &Clients, function: &str, pool: &str, client: &str) -
     Ok(true)
 }
 
-async fn create_user(c: &Clients, pool: &str, email: &str, password: &str) -> Result<()> {
-    c.cognito
+/// Creates a user with a temporary password; `false` when the user exists already.
+async fn create_user(c: &Clients, pool: &str, email: &str, password: &str) -> Result<bool> {
+    let sent = c
+        .cognito
         .admin_create_user()
         .user_pool_id(pool)
         .username(email)
@@ -399,18 +414,18 @@ async fn create_user(c: &Clients, pool: &str, email: &str, password: &str) -> Re
         // The deployer prints the password; no invitation mail.
         .message_action(MessageActionType::Suppress)
         .send()
-        .await
-        .map_err(|e| {
+        .await;
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_username_exists_exception())
-            {
-                anyhow::anyhow!("{email} is already a user")
-            } else {
-                anyhow::anyhow!(describe_err(&e))
-            }
-        })
-        .with_context(|| format!("failed to add user {email}"))?;
-    Ok(())
+                .is_some_and(|s| s.is_username_exists_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::anyhow!(describe_err(&e)))
+            .with_context(|| format!("failed to add user {email}")),
+    }
 }
 
 async fn add_to_approvers(c: &Clients, pool: &str, email: &str) -> Result<()> {
@@ -485,15 +500,12 @@ pub async fn add(
     check_email(email)?;
     let pool = require_pool(c, env).await?;
     let password = new_password()?;
-    let created = match create_user(c, &pool.id, email, &password).await {
-        Ok(()) => true,
-        Err(e) if approver && format!("{e:#}").contains("already a user") => false,
-        Err(e) => {
-            return Err(e.context(format!(
-                "to make an existing user an approver run `deployer users add {email} --approver`; to start over run `deployer users remove {email}` first"
-            )))
-        }
-    };
+    let created = create_user(c, &pool.id, email, &password).await?;
+    if !created && !approver {
+        bail!(
+            "to make an existing user an approver run `deployer users add {email} --approver`; to start over run `deployer users remove {email}` first: failed to add user {email}: {email} is already a user"
+        );
+    }
     if approver {
         add_to_approvers(c, &pool.id, email).await?;
     }
@@ -618,13 +630,10 @@ pub async fn remove(
         .send()
         .await
         .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_user_not_found_exception())
-            {
-                not_a_user(env, email)
-            } else {
-                anyhow::anyhow!(describe_err(&e))
-            }
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_user_not_found_exception());
+            user_error(env, email, missing, describe_err(&e))
         })
         .with_context(|| format!("failed to remove user {email}"))?;
     emit(format, &serde_json::json!({ "removed": email }), || {
@@ -633,11 +642,16 @@ pub async fn remove(
     Ok(ExitCode::SUCCESS)
 }
 
-fn not_a_user(env: &Environment, email: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{email} is not a user of {}; `deployer users list` shows who is",
-        pool_name(env)
-    )
+/// A failed call about one user: "not a user" with where to look, or the service's error.
+fn user_error(env: &Environment, email: &str, missing: bool, other: String) -> anyhow::Error {
+    if missing {
+        anyhow::anyhow!(
+            "{email} is not a user of {}; `deployer users list` shows who is",
+            pool_name(env)
+        )
+    } else {
+        anyhow::anyhow!(other)
+    }
 }
 
 /// `deployer users reset EMAIL`: a new temporary password, shown once (the way back in for
@@ -660,13 +674,10 @@ pub async fn reset(
         .send()
         .await
         .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_user_not_found_exception())
-            {
-                not_a_user(env, email)
-            } else {
-                anyhow::anyhow!(describe_err(&e))
-            }
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_user_not_found_exception());
+            user_error(env, email, missing, describe_err(&e))
         })
         .with_context(|| format!("failed to reset the password of {email}"))?;
     emit(
