@@ -113,6 +113,14 @@ pub async fn forward(cloud: &Cloud, req: &Req) -> Result<httpx::Buffered, String
     let resp = cloud.http.send(&cloud.cfg.moto_url, req).await?;
     if resp.status.is_success() && crate::record::is_mutating(req) {
         cloud.recorder.record(req);
+        // A deploy: functions are read again before they next run (stack changes reach
+        // Lambda inside the emulator, unseen here, hence CloudFormation too).
+        if matches!(
+            req.signing_service().as_deref(),
+            Some("lambda" | "cloudformation")
+        ) {
+            cloud.lambda.changed();
+        }
     }
     Ok(resp)
 }

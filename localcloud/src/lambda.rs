@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,10 @@ use crate::httpx::{self, full, Req, Resp};
 
 /// Processes per function at most (reserved concurrency is not declared by the stack).
 const MAX_PROCS: usize = 8;
-/// How long a function's configuration is trusted before it is read again from the emulator
-/// (so `deployer redeploy` takes effect within this time).
+/// How long a function's configuration is trusted before a background read checks it again.
+/// Deploys through the front door (`deployer up`, `redeploy`, `down`) do not wait for this:
+/// they mark every function changed (see [`Lambdas::changed`]) and the next invocation reads
+/// its configuration first. This only bounds changes made to the emulator behind our back.
 const CONFIG_TTL: Duration = Duration::from_secs(1);
 /// Lambda allows 10 s for a runtime's initialisation, on top of the function's timeout.
 const INIT_ALLOWANCE: Duration = Duration::from_secs(10);
@@ -78,6 +80,10 @@ struct Function {
     procs: AtomicUsize,
     pids: Mutex<Vec<u32>>,
     checked: Mutex<Instant>,
+    /// The [`Lambdas::generation`] its configuration was last read at.
+    seen: AtomicU64,
+    /// A background read of its configuration is under way.
+    rechecking: AtomicBool,
     log: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
@@ -85,9 +91,17 @@ struct Function {
 pub struct Lambdas {
     fns: Mutex<HashMap<String, Arc<Function>>>,
     loading: tokio::sync::Mutex<()>,
+    /// Moves on every state-changing Lambda or CloudFormation call through the front door.
+    generation: AtomicU64,
 }
 
 impl Lambdas {
+    /// A deploy changed functions (or may have: a stack update): each function's
+    /// configuration is read again before its next invocation, so new code runs at once.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Stops every process of every function (configuration changed or shutdown).
     fn retire(f: &Function) {
         if let Ok(pids) = f.pids.lock() {
@@ -190,8 +204,11 @@ fn error_body(kind: &str, message: &str) -> Bytes {
         .into()
 }
 
-/// The function as deployed now: configuration re-read after [`CONFIG_TTL`]; a changed code
-/// hash or configuration replaces the processes.
+/// The function as deployed now. After a deploy through the front door its configuration
+/// is read before the invocation; otherwise the known one serves, and one older than
+/// [`CONFIG_TTL`] is checked in the background (an emulator read of several milliseconds
+/// that would otherwise land on every hundredth request of a busy API). A changed code hash
+/// or configuration replaces the processes.
 async fn function(cloud: &Arc<Cloud>, name: &str) -> Result<Arc<Function>, LambdaError> {
     if let Some(f) = cloud
         .lambda
@@ -200,15 +217,39 @@ async fn function(cloud: &Arc<Cloud>, name: &str) -> Result<Arc<Function>, Lambd
         .ok()
         .and_then(|m| m.get(name).cloned())
     {
-        if f.checked
-            .lock()
-            .map(|c| c.elapsed() < CONFIG_TTL)
-            .unwrap_or(false)
-        {
+        if f.seen.load(Ordering::SeqCst) == cloud.lambda.generation.load(Ordering::SeqCst) {
+            let stale = f
+                .checked
+                .lock()
+                .map(|c| c.elapsed() >= CONFIG_TTL)
+                .unwrap_or(true);
+            if stale && !f.rechecking.swap(true, Ordering::SeqCst) {
+                let (cloud, name, f) = (cloud.clone(), name.to_string(), f.clone());
+                // Detached: the check outlives the invocation that noticed the age.
+                drop(tokio::spawn(async move {
+                    if let Err(LambdaError::NotFound(_)) = load_function(&cloud, &name).await {
+                        // Deleted behind our back: forget it, so the next invocation asks.
+                        if let Ok(mut m) = cloud.lambda.fns.lock() {
+                            m.remove(&name);
+                        }
+                        Lambdas::retire(&f);
+                    }
+                    f.rechecking.store(false, Ordering::SeqCst);
+                }));
+            }
             return Ok(f);
         }
     }
+    load_function(cloud, name).await
+}
+
+/// Reads the function's configuration from the emulator and returns the function it
+/// describes: the known one if nothing changed, else a new one (with its code unpacked).
+async fn load_function(cloud: &Arc<Cloud>, name: &str) -> Result<Arc<Function>, LambdaError> {
     let _one = cloud.lambda.loading.lock().await;
+    // Read before the emulator is asked: a deploy during the read moves it again, so the
+    // function is read once more on its next invocation.
+    let generation = cloud.lambda.generation.load(Ordering::SeqCst);
     let client = aws_sdk_lambda::Client::new(&cloud.moto);
     let got = client
         .get_function()
@@ -240,6 +281,7 @@ async fn function(cloud: &Arc<Cloud>, name: &str) -> Result<Arc<Function>, Lambd
             if let Ok(mut c) = f.checked.lock() {
                 *c = Instant::now();
             }
+            f.seen.store(generation, Ordering::SeqCst);
             return Ok(f);
         }
         Lambdas::retire(&f);
@@ -265,6 +307,8 @@ async fn function(cloud: &Arc<Cloud>, name: &str) -> Result<Arc<Function>, Lambd
         procs: AtomicUsize::new(0),
         pids: Mutex::new(Vec::new()),
         checked: Mutex::new(Instant::now()),
+        seen: AtomicU64::new(generation),
+        rechecking: AtomicBool::new(false),
         log: log_sink(cloud, name),
     });
     if let Ok(mut m) = cloud.lambda.fns.lock() {

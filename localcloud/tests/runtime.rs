@@ -580,6 +580,9 @@ async fn a_burst_on_one_warm_process_scales_out() {
     );
 }
 
+/// A deploy through the front door (as `deployer redeploy` and `up` make) takes effect on
+/// the very next invocation; one made behind its back, straight to the emulator, within the
+/// configuration's trust time (a background check notices it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redeploy_takes_effect() {
     let env = start().await;
@@ -601,13 +604,41 @@ async fn a_redeploy_takes_effect() {
         None,
         "moto did not report the new code's hash"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = env.echo("svc", json!({"mode": "echo"})).await;
     assert_eq!(
         after["version"], "v2",
-        "the old code still answers: {after}"
+        "the invocation right after the update ran the old code: {after}"
     );
     assert_ne!(pid_of(&after), pid_of(&before));
+
+    // Behind the front door's back: straight to the emulator.
+    let direct = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&env.sdk)
+            .endpoint_url(format!("http://127.0.0.1:{}", env._moto.port))
+            .build(),
+    );
+    let key = env.upload("svc", "v3").await;
+    direct
+        .update_function_code()
+        .function_name("svc")
+        .s3_bucket(CODE_BUCKET)
+        .s3_key(key)
+        .send()
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let deadline = changed + Duration::from_secs(3);
+    loop {
+        let now = env.echo("svc", json!({"mode": "echo"})).await;
+        if now["version"] == "v3" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "3 s after an update made straight to the emulator the old code still answers: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

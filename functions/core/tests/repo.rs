@@ -257,3 +257,58 @@ async fn the_cached_model_list_follows_every_write() {
         .is_err());
     assert_eq!(repo.models_version().await.unwrap(), v2);
 }
+
+/// Another process's write (here: a second repository with its own cache, as `on_training`
+/// is to `api`) shows in a list within `LIST_FRESH`: before that the list is served from
+/// memory without asking the table, after it the version is checked and the list read again.
+/// A repository with zero freshness checks on every list and sees the write at once.
+#[tokio::test]
+async fn another_process_write_shows_within_the_list_freshness() {
+    use pipeline_core::repo::LIST_FRESH;
+    use std::time::{Duration, Instant};
+    let moto = start_moto().unwrap();
+    let f = moto.fixture(None).await;
+    let writer = &f.pipeline.repo;
+    // Separate caches: clones of one repository share theirs.
+    let reader = Repo::new(
+        writer.client.clone(),
+        writer.models_table.clone(),
+        writer.jobs_table.clone(),
+    );
+    let strict = Repo::new(
+        writer.client.clone(),
+        writer.models_table.clone(),
+        writer.jobs_table.clone(),
+    )
+    .with_list_freshness(Duration::ZERO);
+    assert!(strict.list_models_cached().await.unwrap().is_empty());
+    // The reader's check happens between these two instants.
+    let before = Instant::now();
+    assert!(reader.list_models_cached().await.unwrap().is_empty());
+    let after = Instant::now();
+
+    assert!(writer
+        .create_model(&record("m1", "2026-11-28T10:00:00Z"))
+        .await
+        .unwrap());
+    assert_eq!(
+        strict.list_models_cached().await.unwrap().len(),
+        1,
+        "zero freshness: the write is seen at once"
+    );
+    let early = reader.list_models_cached().await.unwrap();
+    if before.elapsed() < LIST_FRESH {
+        assert!(
+            early.is_empty(),
+            "within LIST_FRESH of its check the reader serves its list from memory"
+        );
+    }
+    let deadline = after + LIST_FRESH + Duration::from_millis(50);
+    tokio::time::sleep_until(deadline.into()).await;
+    let seen = reader.list_models_cached().await.unwrap();
+    assert_eq!(
+        seen.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["m1"],
+        "after LIST_FRESH the reader checks the version and sees the write"
+    );
+}
