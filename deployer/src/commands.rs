@@ -77,6 +77,10 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
             ..
         }
     );
+    // Only what renders the stack needs the model image (`redeploy` updates code only).
+    let builds_image = renders
+        && !matches!(cli.command, Command::Redeploy { .. })
+        && crate::model_image::builds_image(env);
     // An `aws` environment is checked before anything is built or changed.
     if env.target == Target::Aws
         && matches!(
@@ -84,11 +88,16 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
             Command::Up { .. } | Command::Plan | Command::Redeploy { .. } | Command::Down { .. }
         )
     {
-        preflight(env, renders, rep)?;
+        preflight(env, builds_image, rep).await?;
     }
     let resolved;
     let env = if renders {
-        resolved = crate::model_image::for_up(&with_local_image(env, rep)?, rep)?;
+        let env = with_local_image(env, rep)?;
+        resolved = if builds_image {
+            crate::model_image::for_up(&env, rep)?
+        } else {
+            env
+        };
         &resolved
     } else {
         env
@@ -132,12 +141,9 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
 /// The checks that need no AWS call, run before `up`, `plan`, `redeploy` and `down` on `aws`
 /// environments; the first failure stops the command with its fix. (Credentials and the
 /// account are checked when the clients are built, before any change.)
-fn preflight(env: &Environment, builds_image: bool, rep: &Reporter) -> Result<()> {
+async fn preflight(env: &Environment, builds_image: bool, rep: &Reporter) -> Result<()> {
     let get = |k: &str| std::env::var(k).ok();
-    for c in crate::preflight::local_checks(env, &get) {
-        if c.name == "image build target" && !(builds_image && env.training_image.is_empty()) {
-            continue;
-        }
+    for c in crate::preflight::local_checks(env, &get, builds_image).await {
         if !c.ok {
             bail!(
                 "preflight: {}: {}; {}",
@@ -155,10 +161,11 @@ fn preflight(env: &Environment, builds_image: bool, rep: &Reporter) -> Result<()
 async fn preflight_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result<ExitCode> {
     use crate::preflight::Check;
     let get = |k: &str| std::env::var(k).ok();
-    let mut checks = crate::preflight::local_checks(env, &get);
+    let mut checks = crate::preflight::local_checks(env, &get, true).await;
     if env.target == Target::Aws {
-        // Credentials (profiles, SSO, credential_process, variables) and the account.
-        let region_ok = checks.iter().all(|c| c.name != "region" || c.ok);
+        // Credentials (profiles, SSO, credential_process, variables) and the account; the
+        // region check comes first.
+        let region_ok = checks[0].ok;
         if region_ok {
             match connect(env, rep).await {
                 Ok((c, account)) => {

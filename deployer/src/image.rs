@@ -222,40 +222,27 @@ pub fn assemble(binary: &[u8], revision: &str) -> Image {
 
 /// Builds the static binary with cargo (release, [`TARGET`]); answers its path.
 pub fn build_binary(root: &Path) -> Result<PathBuf, ImageError> {
-    let out = std::process::Command::new("cargo")
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "waste-model",
-            "--target",
-            TARGET,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(ImageError::Cargo)?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("target may not be installed")
-            || stderr.contains("can't find crate for `std`")
-        {
-            format!(": the Rust standard library for {TARGET} is missing; run `rustup target add {TARGET}` (./dev setup does)")
-        } else {
-            format!(":\n{}", stderr.trim())
-        };
-        return Err(ImageError::Build {
-            code: out.status.code(),
-            hint,
-        });
-    }
-    Ok(root
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join("waste-model"))
+    use crate::localrun::{cargo_build_model, CargoBuildError};
+    cargo_build_model(root, &["--quiet", "--target", TARGET], true).map_err(|e| match e {
+        CargoBuildError::Spawn(e) => ImageError::Cargo(e),
+        CargoBuildError::Failed { status, stderr } => {
+            let hint = if stderr.contains("target may not be installed")
+                || stderr.contains("can't find crate for `std`")
+            {
+                format!(": the Rust standard library for {TARGET} is missing; run `rustup target add {TARGET}` (./dev setup does)")
+            } else {
+                format!(":\n{}", stderr.trim())
+            };
+            ImageError::Build {
+                code: status.code(),
+                hint,
+            }
+        }
+        CargoBuildError::NoExecutable => ImageError::Build {
+            code: Some(0),
+            hint: ": cargo reported no waste-model executable".into(),
+        },
+    })
 }
 
 /// An OCI image layout directory holding one image.

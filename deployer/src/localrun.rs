@@ -40,6 +40,59 @@ pub enum LocalRunError {
     State(#[from] crate::state::StateError),
 }
 
+/// Why [`cargo_build_model`] gave no binary.
+#[derive(Debug)]
+pub enum CargoBuildError {
+    /// cargo could not be started.
+    Spawn(std::io::Error),
+    /// cargo failed; `stderr` is what it said when it was captured.
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    NoExecutable,
+}
+
+/// `cargo build --release -p waste-model <extra>` in `root`, with the cargo that runs us
+/// (`$CARGO`); answers the executable cargo reports, wherever the target directory is.
+/// `capture_stderr` keeps cargo's messages for the error instead of showing them.
+pub fn cargo_build_model(
+    root: &std::path::Path,
+    extra: &[&str],
+    capture_stderr: bool,
+) -> Result<PathBuf, CargoBuildError> {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "waste-model",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(extra)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .output()
+        .map_err(CargoBuildError::Spawn)?;
+    if !out.status.success() {
+        return Err(CargoBuildError::Failed {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "waste-model")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .ok_or(CargoBuildError::NoExecutable)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelImage {
     pub image: String,
@@ -67,31 +120,15 @@ pub fn build_model_image(env: &Environment) -> Result<Option<ModelImage>, LocalR
     if !env.root.join("model/Cargo.toml").is_file() {
         return Ok(None);
     }
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "waste-model",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(&env.root)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| LocalRunError::Build(e.to_string()))?;
-    if !out.status.success() {
-        return Err(LocalRunError::Build(format!(
-            "cargo exited with {}",
-            out.status
-        )));
-    }
-    let exe = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "waste-model")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| LocalRunError::Build("cargo reported no waste-model executable".into()))?;
+    let exe = cargo_build_model(&env.root, &[], false).map_err(|e| match e {
+        CargoBuildError::Spawn(e) => LocalRunError::Build(e.to_string()),
+        CargoBuildError::Failed { status, .. } => {
+            LocalRunError::Build(format!("cargo exited with {status}"))
+        }
+        CargoBuildError::NoExecutable => {
+            LocalRunError::Build("cargo reported no waste-model executable".into())
+        }
+    })?;
     let bytes = std::fs::read(&exe)?;
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let state = StateDir::new(&env.state_dir);

@@ -70,11 +70,17 @@ pub fn build(env: &Environment) -> Result<(Image, Built)> {
     Ok((img, built))
 }
 
+/// Whether rendering `env` builds the model image: an `aws` environment whose training image
+/// deployer.toml does not set.
+pub fn builds_image(env: &Environment) -> bool {
+    env.target == EnvTarget::Aws && env.training_image.is_empty()
+}
+
 /// `up` on an `aws` environment whose training image is not set in deployer.toml: the built
 /// image, named by digest in the stack's repository.
 pub fn for_up(env: &Environment, rep: &Reporter) -> Result<Environment> {
     let mut env = env.clone();
-    if env.target == EnvTarget::Aws && env.training_image.is_empty() {
+    if builds_image(&env) {
         let (_, b) = build(&env)?;
         rep.info(&format!(
             "model image {} ({} bytes, {:.1} s)",
@@ -99,10 +105,21 @@ async fn ecr_target(env: &Environment, c: &Clients) -> Result<(Target, RegistryA
 
 /// `up`'s push: the built image to the stack's repository (nothing when it is there).
 pub async fn push_for_up(env: &Environment, c: &Clients, rep: &Reporter) -> Result<Option<Pushed>> {
-    if env.target != EnvTarget::Aws || !env.training_image.contains(".dkr.ecr.") {
+    // Only the image `for_up` built and rendered: an image deployer.toml names is the user's.
+    let Some((_, digest)) = env.training_image.rsplit_once('@') else {
+        return Ok(None);
+    };
+    if env.target != EnvTarget::Aws || env.training_image != ecr_image_for_stack(env, digest) {
         return Ok(None);
     }
     let img = layout(env).read()?;
+    if img.digest() != digest {
+        bail!(
+            "the model image in {} is {}, not the {digest} the stack names; run `deployer up` again",
+            layout(env).dir.display(),
+            img.digest()
+        );
+    }
     let (target, auth) = ecr_target(env, c).await?;
     let p = registry::push(&img, &target, &auth, false)
         .await

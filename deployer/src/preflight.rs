@@ -72,8 +72,9 @@ pub fn serverless_limits(env: &Environment) -> Check {
     )
 }
 
-/// Where the region comes from; `None` when nothing names one.
-pub fn region_source(env: &Environment, get: &dyn Fn(&str) -> Option<String>) -> Check {
+/// Where the region comes from, in the order the SDK looks (the deployer's own setting,
+/// the variables, the profile in the AWS config file); a failure when nothing names one.
+pub async fn region_source(env: &Environment, get: &dyn Fn(&str) -> Option<String>) -> Check {
     if let Some(r) = &env.region {
         return Check::pass(
             "region",
@@ -85,6 +86,10 @@ pub fn region_source(env: &Environment, get: &dyn Fn(&str) -> Option<String>) ->
             return Check::pass("region", format!("{r} ({var})"));
         }
     }
+    if let Some(r) = profile_region(env).await {
+        let profile = env.profile.as_deref().unwrap_or("default");
+        return Check::pass("region", format!("{r} (profile '{profile}')"));
+    }
     Check::fail(
         "region",
         format!("no region for environment '{}'", env.name),
@@ -93,6 +98,16 @@ pub fn region_source(env: &Environment, get: &dyn Fn(&str) -> Option<String>) ->
             env.name
         ),
     )
+}
+
+/// The region the environment's profile (or the default one) sets in the AWS config files.
+async fn profile_region(env: &Environment) -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    let mut b = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(p) = &env.profile {
+        b = b.profile_name(p);
+    }
+    b.build().region().await.map(|r| r.to_string())
 }
 
 /// Whether the Rust standard library for `target` is installed in `sysroot`.
@@ -131,13 +146,18 @@ pub fn image_target(root: &Path) -> Check {
     }
 }
 
-/// Everything checkable without AWS, in order.
-pub fn local_checks(env: &Environment, get: &dyn Fn(&str) -> Option<String>) -> Vec<Check> {
-    vec![
-        region_source(env, get),
-        serverless_limits(env),
-        image_target(&env.root),
-    ]
+/// Everything checkable without AWS, in order; the image's build target only when the
+/// command builds the image.
+pub async fn local_checks(
+    env: &Environment,
+    get: &dyn Fn(&str) -> Option<String>,
+    builds_image: bool,
+) -> Vec<Check> {
+    let mut checks = vec![region_source(env, get).await, serverless_limits(env)];
+    if builds_image {
+        checks.push(image_target(&env.root));
+    }
+    checks
 }
 
 #[cfg(test)]
@@ -155,20 +175,22 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    #[test]
-    fn a_region_must_be_named_somewhere() {
+    #[tokio::test]
+    async fn a_region_must_be_named_somewhere() {
         let env = aws_env("");
-        let none = region_source(&env, &|_| None);
+        let none = region_source(&env, &|_| None).await;
         assert!(!none.ok);
         assert!(none
             .fix
             .as_deref()
             .unwrap_or("")
             .contains("[environments.aws]"));
-        let from_var = region_source(&env, &|k| (k == "AWS_REGION").then(|| "eu-west-1".into()));
+        let from_var =
+            region_source(&env, &|k| (k == "AWS_REGION").then(|| "eu-west-1".into())).await;
         assert!(from_var.ok, "{from_var:?}");
         let env = aws_env("region = \"eu-central-1\"\n");
         assert!(region_source(&env, &|_| None)
+            .await
             .detail
             .starts_with("eu-central-1"));
     }

@@ -41,7 +41,9 @@ pub fn client_name(env: &Environment) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct Pool {
     pub id: String,
-    pub arn: String,
+    /// Known when the pool was just created; only `up`'s authorizer needs it otherwise
+    /// ([`pool_arn`]), so a lookup does not describe the pool.
+    pub arn: Option<String>,
     pub client_id: Option<String>,
 }
 
@@ -81,23 +83,29 @@ pub async fn find_pool(c: &Clients, env: &Environment) -> Result<Option<Pool>> {
     let Some((_, id)) = pools.into_iter().find(|(n, _)| *n == name) else {
         return Ok(None);
     };
-    {
-        let described = c
-            .cognito
-            .describe_user_pool()
-            .user_pool_id(&id)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!(describe_err(&e)))
-            .with_context(|| format!("failed to describe user pool {id}"))?;
-        let arn = described
-            .user_pool()
-            .and_then(|u| u.arn())
-            .unwrap_or_default()
-            .to_string();
-        let client_id = find_client(c, &id, &client_name(env)).await?;
-        Ok(Some(Pool { id, arn, client_id }))
-    }
+    let client_id = find_client(c, &id, &client_name(env)).await?;
+    Ok(Some(Pool {
+        id,
+        arn: None,
+        client_id,
+    }))
+}
+
+/// A user pool's ARN (DescribeUserPool).
+async fn pool_arn(c: &Clients, id: &str) -> Result<String> {
+    let described = c
+        .cognito
+        .describe_user_pool()
+        .user_pool_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(describe_err(&e)))
+        .with_context(|| format!("failed to describe user pool {id}"))?;
+    Ok(described
+        .user_pool()
+        .and_then(|u| u.arn())
+        .unwrap_or_default()
+        .to_string())
 }
 
 async fn find_client(c: &Clients, pool: &str, name: &str) -> Result<Option<String>> {
@@ -215,7 +223,7 @@ pub async fn ensure_local(
             changed.push(format!("user pool {}", pool_name(env)));
             Pool {
                 id: p.id().unwrap_or_default().to_string(),
-                arn: p.arn().unwrap_or_default().to_string(),
+                arn: p.arn().map(str::to_string),
                 client_id: None,
             }
         }
@@ -265,7 +273,11 @@ pub async fn ensure_local(
             .context("failed to create the approvers group")?;
         changed.push(format!("group {APPROVERS}"));
     }
-    if ensure_authorizer(c, env, rest_api_id, &pool.arn).await? {
+    let arn = match &pool.arn {
+        Some(a) => a.clone(),
+        None => pool_arn(c, &pool.id).await?,
+    };
+    if ensure_authorizer(c, env, rest_api_id, &arn).await? {
         changed.push(format!("API authorizer {}", pool_name(env)));
     }
     for f in functions {

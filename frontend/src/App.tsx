@@ -107,6 +107,7 @@ export function App({ auth }: { auth: Auth }) {
   const heading = useRef<HTMLHeadingElement>(null);
   const first = useRef(true);
   const signedIn = state.status === 'signed_in';
+  const title = signedIn ? titleFor(page) : state.status === 'new_password' ? 'Choose a new password' : 'Sign in';
 
   useEffect(() => {
     const onHash = () => setPage(pageFromHash(location.hash));
@@ -119,7 +120,7 @@ export function App({ auth }: { auth: Auth }) {
   }, []);
 
   useEffect(() => {
-    document.title = `${signedIn ? titleFor(page) : state.status === 'new_password' ? 'Choose a new password' : 'Sign in'} · wastesort`;
+    document.title = `${title} · wastesort`;
     // Move focus to the new page's heading (not on first load), so keyboard and screen reader
     // users land on what changed: another page, or signed in or out.
     if (first.current) first.current = false;
@@ -128,7 +129,7 @@ export function App({ auth }: { auth: Auth }) {
 
   if (state.status !== 'signed_in') {
     return (
-      <Shell pageKey="sign-in" title={state.status === 'new_password' ? 'Choose a new password' : 'Sign in'} heading={heading}>
+      <Shell pageKey="sign-in" title={title} heading={heading}>
         <p class="intro">Sign in to see the pipeline's models, training runs and decisions.</p>
         {state.status === 'new_password' ? (
           <NewPasswordForm auth={auth} email={state.email} />

@@ -183,7 +183,7 @@ export function tokens(email: string, groups: string[], lifeS = 3600, refresh: s
 
 /**
  * Signs `email` in (through a fake Cognito) in `groups` and installs the sign-in for the API
- * client and the pages. Call `auth.dispose()` and `installAuth(null)` afterwards (`signOutAll`).
+ * client and the pages. Call `auth.dispose()` and `installAuth(null)` afterwards (`forgetAuth`).
  */
 export async function signedIn(groups: string[], email = 'ana@example.com') {
   const cognito = fakeCognito({

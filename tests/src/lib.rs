@@ -1079,3 +1079,51 @@ mod tests {
         assert_eq!(pids_in(&v), vec![10, 11, 12]);
     }
 }
+
+/// One of a topic's subscriptions as SNS lists it.
+#[derive(Debug)]
+pub struct Subscription {
+    pub protocol: String,
+    pub endpoint: String,
+    pub arn: String,
+}
+
+/// SNS ListSubscriptionsByTopic (every page) through the front door.
+pub fn subscriptions(front: &str, topic: &str) -> Vec<Subscription> {
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime for the SNS client");
+    rt.block_on(async {
+        let creds = aws_credential_types::Credentials::new("testing", "testing", None, None, "e2e");
+        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(front)
+            .load()
+            .await;
+        let sns = aws_sdk_sns::Client::new(&cfg);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = sns
+                .list_subscriptions_by_topic()
+                .topic_arn(topic)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "SNS ListSubscriptionsByTopic {topic} at {front}: {}",
+                        aws_sdk_sns::error::DisplayErrorContext(&e)
+                    )
+                });
+            out.extend(page.subscriptions().iter().map(|s| Subscription {
+                protocol: s.protocol().unwrap_or_default().to_string(),
+                endpoint: s.endpoint().unwrap_or_default().to_string(),
+                arn: s.subscription_arn().unwrap_or_default().to_string(),
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return out,
+            }
+        }
+    })
+}

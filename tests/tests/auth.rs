@@ -38,38 +38,16 @@ const MALLORY: &str = "mallory";
 
 // ------------------------------------------------------------------ base64url and tokens
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 fn b64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(B64URL[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn b64url_decode(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').bytes() {
-        let v = B64URL
-            .iter()
-            .position(|x| *x == c)
-            .ok_or_else(|| format!("{:?} is not a base64url character", c as char))?;
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Ok(out)
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|e| e.to_string())
 }
 
 /// A JWT's claims (its payload segment, decoded).
@@ -289,44 +267,11 @@ fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, code: &
 }
 
 /// A topic's subscriptions as SNS lists them (every page): (protocol, endpoint).
-fn subscriptions(front: &str, topic: &str) -> BTreeSet<(String, String)> {
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime for the SNS client");
-    rt.block_on(async {
-        let creds = aws_credential_types::Credentials::new("testing", "testing", None, None, "e2e");
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .endpoint_url(front)
-            .load()
-            .await;
-        let sns = aws_sdk_sns::Client::new(&cfg);
-        let mut out = BTreeSet::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = sns
-                .list_subscriptions_by_topic()
-                .topic_arn(topic)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "SNS ListSubscriptionsByTopic {topic} at {front}: {}",
-                        aws_sdk_sns::error::DisplayErrorContext(&e)
-                    )
-                });
-            out.extend(page.subscriptions().iter().map(|s| {
-                (
-                    s.protocol().unwrap_or_default().to_string(),
-                    s.endpoint().unwrap_or_default().to_string(),
-                )
-            }));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return out,
-            }
-        }
-    })
+fn subscription_set(front: &str, topic: &str) -> BTreeSet<(String, String)> {
+    e2e::subscriptions(front, topic)
+        .into_iter()
+        .map(|s| (s.protocol, s.endpoint))
+        .collect()
 }
 
 /// What refused requests must leave as it was, read as the approver.
@@ -363,7 +308,7 @@ fn snapshot(api: &Api, front: &str, topic: &str) -> Snapshot {
         runs,
         deployments: api.get_ok("/deployments"),
         endpoint: text(&api.endpoint(), "status").to_string(),
-        subscriptions: subscriptions(front, topic),
+        subscriptions: subscription_set(front, topic),
     }
 }
 
@@ -707,7 +652,7 @@ fn only_signed_in_users_reach_the_api_and_only_approvers_change_it() {
             (200..300).contains(&status),
             "POST /api/subscriptions as approver {approver}: expected 2xx, got {status}: {body}"
         );
-        let subs = subscriptions(&front, &topic);
+        let subs = subscription_set(&front, &topic);
         assert!(
             subs.contains(&("email".to_string(), subscriber.to_string())),
             "SNS should list {subscriber} on {topic} after the approver subscribed it, got {subs:?}"

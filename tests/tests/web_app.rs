@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e::{repo_root, step, str_field, text, wait_until, Api, Cloud, Http};
+use e2e::{repo_root, step, str_field, subscriptions, text, wait_until, Api, Cloud, Http};
 use serde_json::Value;
 
 /// Debian's Chromium (`./dev setup` installs it); `CHROMIUM` in the environment overrides it.
@@ -100,54 +100,6 @@ fn front_door(cloud: &Cloud) -> String {
     let endpoints: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display()));
     str_field(&endpoints, "default", &path.display().to_string())
-}
-
-/// One of a topic's subscriptions as SNS lists it.
-#[derive(Debug)]
-struct Subscription {
-    protocol: String,
-    endpoint: String,
-    arn: String,
-}
-
-/// SNS ListSubscriptionsByTopic (every page) through the front door.
-fn subscriptions(front: &str, topic: &str) -> Vec<Subscription> {
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime for the SNS client");
-    rt.block_on(async {
-        let creds = aws_credential_types::Credentials::new("testing", "testing", None, None, "e2e");
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .endpoint_url(front)
-            .load()
-            .await;
-        let sns = aws_sdk_sns::Client::new(&cfg);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = sns
-                .list_subscriptions_by_topic()
-                .topic_arn(topic)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "SNS ListSubscriptionsByTopic {topic} at {front}: {}",
-                        aws_sdk_sns::error::DisplayErrorContext(&e)
-                    )
-                });
-            out.extend(page.subscriptions().iter().map(|s| Subscription {
-                protocol: s.protocol().unwrap_or_default().to_string(),
-                endpoint: s.endpoint().unwrap_or_default().to_string(),
-                arn: s.subscription_arn().unwrap_or_default().to_string(),
-            }));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return out,
-            }
-        }
-    })
 }
 
 /// Runs the browser script to completion (output to files, so a full pipe cannot stall it),

@@ -1,5 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import { AuthError, type Auth } from '../auth';
+import { LoadError } from './ui';
 
 function words(e: unknown): string {
   return e instanceof AuthError ? e.message : 'Signing in failed. Try again.';
@@ -74,14 +75,7 @@ export function SignInForm({ auth, notice }: { auth: Auth; notice?: string }) {
             onInput={(e) => setPassword((e.target as HTMLInputElement).value)}
           />
         </div>
-        <div class="live" role="alert">
-          {error && (
-            <p id="signin-error" class="note note-error" data-testid="signin-error">
-              <span class="note-kind">Error: </span>
-              {error}
-            </p>
-          )}
-        </div>
+        <LoadError error={error} id="signin-error" testid="signin-error" />
         <div class="actions">
           <button type="submit" class="primary" data-testid="signin-submit" disabled={pending}>
             {pending ? 'Signing in…' : 'Sign in'}
@@ -166,14 +160,7 @@ export function NewPasswordForm({ auth, email }: { auth: Auth; email: string }) 
             onInput={(e) => setConfirm((e.target as HTMLInputElement).value)}
           />
         </div>
-        <div class="live" role="alert">
-          {error && (
-            <p id="new-password-error" class="note note-error" data-testid="new-password-error">
-              <span class="note-kind">Error: </span>
-              {error}
-            </p>
-          )}
-        </div>
+        <LoadError error={error} id="new-password-error" testid="new-password-error" />
         <div class="actions">
           <button type="submit" class="primary" data-testid="new-password-submit" disabled={pending}>
             {pending ? 'Saving…' : 'Set password and sign in'}

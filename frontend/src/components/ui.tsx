@@ -45,17 +45,38 @@ export function LiveMessage({
   );
 }
 
-/** A load failure, shown above whatever data the page still has. */
-export function LoadError({ error }: { error: string | undefined }) {
+/**
+ * A failure (a load, a sign-in), shown above whatever data the page still has. `id` lets a
+ * field name it in `aria-describedby`.
+ */
+export function LoadError({
+  error,
+  id,
+  testid,
+}: {
+  error: string | null | undefined;
+  id?: string;
+  testid?: string;
+}) {
   return (
     <div role="alert" class="live">
       {error && (
-        <p class="note note-error">
+        <p id={id} class="note note-error" data-testid={testid}>
           <span class="note-kind">Error: </span>
           {error}
         </p>
       )}
     </div>
+  );
+}
+
+/** Why an action is missing for a signed-in user who is not an approver. */
+export function ReadOnlyNote({ action }: { action: string }) {
+  return (
+    <p class="note note-info" data-testid="read-only-note">
+      <span class="note-kind">Read-only: </span>
+      {action} needs a user in the approvers group.
+    </p>
   );
 }
 

@@ -1,6 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
-import { LiveMessage, type Message } from '../components/ui';
+import { LiveMessage, ReadOnlyNote, type Message } from '../components/ui';
 import { useUser } from '../hooks';
 import { validEmail } from '../state';
 
@@ -52,10 +52,7 @@ export function Notifications() {
         deployment finishes or fails, and when training fails.
       </p>
       {!user?.approver ? (
-        <p class="note note-info" data-testid="read-only-note">
-          <span class="note-kind">Read-only: </span>
-          subscribing an address needs a user in the approvers group.
-        </p>
+        <ReadOnlyNote action="subscribing an address" />
       ) : (
         <form noValidate onSubmit={submit} class="inline-form">
           <div class="field">

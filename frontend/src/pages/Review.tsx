@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
 import { checkDecision, DecisionFields, type DecisionErrors } from '../components/DecisionFields';
-import { Badge, LiveMessage, LoadError, Loading, TableWrap, type Message } from '../components/ui';
+import { Badge, LiveMessage, LoadError, Loading, ReadOnlyNote, TableWrap, type Message } from '../components/ui';
 import {
   datasetLabel,
   endpointStatusLabel,
@@ -285,10 +285,7 @@ export function Review() {
       ) : (
         data &&
         staged && (
-          <p class="note note-info" data-testid="read-only-note">
-            <span class="note-kind">Read-only: </span>
-            accepting or rejecting a model needs a user in the approvers group.
-          </p>
+          <ReadOnlyNote action="accepting or rejecting a model" />
         )
       )}
       <LiveMessage message={result} testid="review-result" />

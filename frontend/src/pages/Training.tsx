@@ -1,6 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
-import { Badge, LiveMessage, LoadError, Loading, TableWrap, type Message } from '../components/ui';
+import { Badge, LiveMessage, LoadError, Loading, ReadOnlyNote, TableWrap, type Message } from '../components/ui';
 import {
   datasetLabel,
   elapsedMs,
@@ -88,10 +88,7 @@ export function Training() {
     <>
       <LoadError error={runs.error} />
       {!user?.approver ? (
-        <p class="note note-info" data-testid="read-only-note">
-          <span class="note-kind">Read-only: </span>
-          starting a training run needs a user in the approvers group.
-        </p>
+        <ReadOnlyNote action="starting a training run" />
       ) : (
         <section aria-labelledby="start-h" class="card">
           <h2 id="start-h">Start a run</h2>

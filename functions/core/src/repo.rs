@@ -208,8 +208,8 @@ pub struct Repo {
     pub jobs_table: String,
     /// The model list as of a version of the models table (see [`Repo::list_models_cached`]).
     cache: std::sync::Arc<std::sync::Mutex<Option<CachedList>>>,
-    /// Model writes through this repository so far: a list read while one happened is not
-    /// served unchecked, as it may predate the write.
+    /// Model writes through this repository so far: a list read before the latest of them
+    /// is not served again (this process reads its own writes).
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// How long a checked list is served without asking the table again.
     list_fresh: std::time::Duration,
@@ -218,10 +218,12 @@ pub struct Repo {
 #[derive(Debug)]
 struct CachedList {
     version: u64,
+    /// [`Repo::writes`] when the version was read.
+    writes: u64,
     /// When the list was read.
     at: std::time::Instant,
-    /// When the table's version was last seen to equal `version` (none: check before use).
-    checked: Option<std::time::Instant>,
+    /// When the table's version was last seen to equal `version`.
+    checked: std::time::Instant,
     models: Vec<ModelRecord>,
 }
 
@@ -236,8 +238,8 @@ const META_MODELS: &str = "models";
 /// reader stale for longer.
 const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long [`Repo::list_models_cached`] serves a list it has checked against the table's
-/// version without checking again. Writes through this repository (this process) drop the
-/// list at once; another handler's write (a model staged by `on_training`, deployed by
+/// version without checking again. Writes through this repository (this process) make the
+/// list stale at once; another handler's write (a model staged by `on_training`, deployed by
 /// `on_endpoint`) shows in this process's list within this time. The check is a DynamoDB
 /// round trip, and against the local emulator (which opens a new connection per call) it
 /// was half of a `GET /api/models` (4.4 of 10.4 ms median): a dashboard or a client polling
@@ -270,12 +272,9 @@ impl Repo {
     /// Adds one to the models table's version. Best effort: the write it follows has already
     /// succeeded, and [`CACHE_MAX_AGE`] bounds what a lost bump can cost.
     async fn bump(&self) {
-        // This process reads its own writes: the list is read again on its next use.
+        // This process reads its own writes: its cached list is read again on its next use.
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if let Ok(mut guard) = self.cache.lock() {
-            *guard = None;
-        }
         let _ = self
             .client
             .update_item()
@@ -315,22 +314,24 @@ impl Repo {
     /// the last check.
     pub async fn list_models_cached(&self) -> Result<Vec<ModelRecord>, RepoError> {
         use std::sync::atomic::Ordering;
+        let writes = self.writes.load(Ordering::SeqCst);
         if let Ok(guard) = self.cache.lock() {
             if let Some(c) = guard.as_ref() {
-                let fresh = c.checked.is_some_and(|t| t.elapsed() < self.list_fresh);
-                if fresh && c.at.elapsed() < CACHE_MAX_AGE {
+                if c.writes == writes
+                    && c.checked.elapsed() < self.list_fresh
+                    && c.at.elapsed() < CACHE_MAX_AGE
+                {
                     return Ok(c.models.clone());
                 }
             }
         }
-        let writes = self.writes.load(Ordering::SeqCst);
         let version = self.models_version().await?;
-        let checked =
-            || (self.writes.load(Ordering::SeqCst) == writes).then(std::time::Instant::now);
         if let Ok(mut guard) = self.cache.lock() {
             if let Some(c) = guard.as_mut() {
-                if c.version == version && c.at.elapsed() < CACHE_MAX_AGE {
-                    c.checked = checked();
+                // No write here since before the version was read (else read the list again).
+                let unwritten = c.writes == writes && self.writes.load(Ordering::SeqCst) == writes;
+                if unwritten && c.version == version && c.at.elapsed() < CACHE_MAX_AGE {
+                    c.checked = std::time::Instant::now();
                     return Ok(c.models.clone());
                 }
             }
@@ -339,10 +340,12 @@ impl Repo {
         // and the next call, seeing a higher version, reads again.
         let models = self.list_models().await?;
         if let Ok(mut guard) = self.cache.lock() {
+            let now = std::time::Instant::now();
             *guard = Some(CachedList {
                 version,
-                at: std::time::Instant::now(),
-                checked: checked(),
+                writes,
+                at: now,
+                checked: now,
                 models: models.clone(),
             });
         }

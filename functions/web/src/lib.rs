@@ -80,14 +80,34 @@ pub struct AuthConfig {
     pub endpoint: String,
 }
 
-/// Per-deployment settings, read once per cold start.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Per-deployment settings, read once per cold start, and what they make of every answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     /// `None` when the function has no user pool settings (the app then says so).
     pub auth: Option<AuthConfig>,
+    /// [`Site::content_security_policy`] and [`Site::config_json`], made once.
+    csp: String,
+    config: String,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site::new(None)
+    }
 }
 
 impl Site {
+    pub fn new(auth: Option<AuthConfig>) -> Site {
+        let mut site = Site {
+            auth,
+            csp: String::new(),
+            config: String::new(),
+        };
+        site.csp = site.content_security_policy();
+        site.config = site.config_json();
+        site
+    }
+
     /// From the function's environment: `USER_POOL_ID` and `USER_POOL_CLIENT_ID` (rendered by
     /// the stack), `AWS_REGION`, and Cognito's endpoint as the SDKs resolve it
     /// (`AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER`, then `AWS_ENDPOINT_URL`, then the
@@ -107,7 +127,7 @@ impl Site {
                 endpoint,
             })
         })();
-        Site { auth }
+        Site::new(auth)
     }
 
     /// The policy every answer carries: [`CONTENT_SECURITY_POLICY`], plus Cognito's origin in
@@ -145,6 +165,16 @@ fn origin(url: &str) -> String {
     }
 }
 
+/// The requested path under the stage, without its leading slash: the proxy resource's
+/// parameter (the root resource has none).
+fn proxy_path(req: &ApiGatewayProxyRequest) -> &str {
+    match req.path_parameters.get("proxy") {
+        Some(p) => p.as_str(),
+        None => req.path.as_deref().unwrap_or("/"),
+    }
+    .trim_start_matches('/')
+}
+
 /// Serves one request from the embedded [`ASSETS`].
 pub fn handle(site: &Site, req: &ApiGatewayProxyRequest) -> ApiGatewayProxyResponse {
     serve_site(ASSETS, site, req)
@@ -156,14 +186,10 @@ pub fn serve_site(
     site: &Site,
     req: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let path = match req.path_parameters.get("proxy") {
-        Some(p) => p.as_str(),
-        None => req.path.as_deref().unwrap_or("/"),
-    };
-    let mut r = if path.trim_start_matches('/') == "config.json"
+    let mut r = if proxy_path(req) == "config.json"
         && (req.http_method == Method::GET || req.http_method == Method::HEAD)
     {
-        let mut r = text(200, "application/json", &site.config_json());
+        let mut r = text(200, "application/json", &site.config);
         // Settings change with a redeploy: never cached.
         r.headers
             .insert("cache-control", HeaderValue::from_static("no-store"));
@@ -174,7 +200,7 @@ pub fn serve_site(
     } else {
         serve(assets, req)
     };
-    if let Ok(v) = HeaderValue::from_str(&site.content_security_policy()) {
+    if let Ok(v) = HeaderValue::from_str(&site.csp) {
         r.headers.insert("content-security-policy", v);
     }
     r
@@ -190,12 +216,7 @@ pub fn serve(assets: &[Asset], req: &ApiGatewayProxyRequest) -> ApiGatewayProxyR
             .insert("allow", HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    // The proxy resource's parameter is the path under the stage; the root resource has none.
-    let path = match req.path_parameters.get("proxy") {
-        Some(p) => p.as_str(),
-        None => req.path.as_deref().unwrap_or("/"),
-    };
-    let path = path.trim_start_matches('/');
+    let path = proxy_path(req);
     if path.is_empty() {
         if let Some(to) = stage_root_redirect(req) {
             let mut r = text(301, "text/plain; charset=utf-8", "");
