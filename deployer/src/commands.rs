@@ -65,22 +65,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCode> {
-    // Commands that render the stack name the local model image by its hash, so the binary
-    // is built first (a no-op when it is current).
-    let renders = matches!(
-        cli.command,
-        Command::Up { .. } | Command::Plan | Command::Redeploy { .. }
-    ) || matches!(
-        cli.command,
-        Command::Render {
-            no_build: false,
-            ..
-        }
-    );
-    // Only what renders the stack needs the model image (`redeploy` updates code only).
-    let builds_image = renders
-        && !matches!(cli.command, Command::Redeploy { .. })
-        && crate::model_image::builds_image(env);
+    // Commands that render the stack need the handler packages (their hashes are the code
+    // keys) and, locally, the model binary (its hash names the training image); both come from
+    // one build, before anything is changed.
+    let renders = matches!(cli.command, Command::Up { .. } | Command::Plan)
+        || matches!(
+            cli.command,
+            Command::Render {
+                no_build: false,
+                ..
+            }
+        );
+    let builds_image = renders && crate::model_image::builds_image(env);
     // An `aws` environment is checked before anything is built or changed.
     if env.target == Target::Aws
         && matches!(
@@ -90,9 +86,14 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
     {
         preflight(env, builds_image, rep).await?;
     }
+    let built = if renders {
+        Some(build(env, rep)?)
+    } else {
+        None
+    };
     let resolved;
-    let env = if renders {
-        let env = with_local_image(env, rep)?;
+    let env = if let Some(b) = &built {
+        let env = with_local_image(env, b.model.as_deref(), rep)?;
         resolved = if builds_image {
             crate::model_image::for_up(&env, rep)?
         } else {
@@ -102,10 +103,13 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
     } else {
         env
     };
+    let packages = built.map(|b| b.packages).unwrap_or_default();
     match cli.command {
-        Command::Render { out, no_build } => render_cmd(env, out, no_build, cli.output, rep),
-        Command::Plan => plan_cmd(env, cli.output, rep).await,
-        Command::Up { yes } => up_cmd(env, yes, cli.output, rep).await,
+        Command::Render { out, no_build } => {
+            render_cmd(env, out, no_build, packages, cli.output, rep)
+        }
+        Command::Plan => plan_cmd(env, packages, cli.output, rep).await,
+        Command::Up { yes } => up_cmd(env, packages, yes, cli.output, rep).await,
         Command::Down { yes } => down_cmd(env, yes, cli.output, rep).await,
         Command::Status => status_cmd(env, cli.output, rep).await,
         Command::Dataset(crate::cli::DatasetCommand::Push { dir, synth, seed }) => {
@@ -257,18 +261,19 @@ fn load_env(cli: &Cli) -> Result<Environment> {
 }
 
 /// A local environment whose training image is the default gets the model binary's hashed
-/// name (`local://waste-model@sha256:<hex>`), the only image the local cloud runs.
-fn with_local_image(env: &Environment, rep: &Reporter) -> Result<Environment> {
+/// name (`local://waste-model@sha256:<hex>`), the only image the local cloud runs. `model` is
+/// the binary [`build`] made beside the handlers.
+fn with_local_image(
+    env: &Environment,
+    model: Option<&std::path::Path>,
+    rep: &Reporter,
+) -> Result<Environment> {
     let mut env = env.clone();
     if env.target == Target::Local && env.training_image == crate::localrun::DEFAULT_IMAGE {
-        let started = Instant::now();
-        match crate::localrun::build_model_image(&env)? {
-            Some(img) => {
-                rep.info(&format!(
-                    "model image {} ({:.1} s)",
-                    img.image,
-                    started.elapsed().as_secs_f64()
-                ));
+        match model {
+            Some(exe) => {
+                let img = crate::localrun::install_model_image(&env, exe)?;
+                rep.info(&format!("model image {}", img.image));
                 env.training_image = img.image;
             }
             None => rep.warn(
@@ -324,6 +329,41 @@ fn urls(
             });
             (api, web)
         }
+    }
+}
+
+/// On a local environment, the stack outputs that are AWS-shaped URLs the emulator made up
+/// (`https://<id>.execute-api.<region>.amazonaws.com/...`): nothing answers there. Each maps to
+/// what to use instead.
+fn unreachable_outputs(
+    env: &Environment,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    if env.target != Target::Local {
+        return Default::default();
+    }
+    [("ApiUrl", "api_url"), ("WebUrl", "web_url")]
+        .iter()
+        .filter(|(k, _)| outputs.contains_key(*k))
+        .map(|(k, instead)| {
+            (
+                k.to_string(),
+                format!("the emulator's AWS-shaped URL, which does not resolve; use {instead} (the local gateway)"),
+            )
+        })
+        .collect()
+}
+
+/// A table cell for an output, labelled when nothing answers at that URL.
+fn output_cell(
+    unreachable: &std::collections::BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> String {
+    if unreachable.contains_key(key) {
+        format!("{value}  (emulator only, does not resolve)")
+    } else {
+        value.to_string()
     }
 }
 
@@ -428,7 +468,9 @@ fn confirm(env: &Environment, yes: bool, what: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackage>> {
+/// The frontend (when its sources changed), then the handler packages and, locally, the model
+/// binary beside them ([`package::build`]).
+pub(crate) fn build(env: &Environment, rep: &Reporter) -> Result<package::Built> {
     let specs = package::discover(&env.root)?;
     let started = Instant::now();
     // The web function embeds frontend/dist: build it first when its sources changed.
@@ -445,8 +487,13 @@ pub(crate) fn build(env: &Environment, rep: &Reporter) -> Result<Vec<BuiltPackag
     let started = Instant::now();
     let built = package::build(env, &specs).context("failed to build the Lambda handlers")?;
     rep.info(&format!(
-        "built {} handler package(s) in {:.1} s",
-        built.len(),
+        "built {} handler package(s){} in {:.1} s",
+        built.packages.len(),
+        if built.model.is_some() {
+            " and the model"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     ));
     Ok(built)
@@ -477,6 +524,7 @@ fn render_cmd(
     env: &Environment,
     out: Option<PathBuf>,
     no_build: bool,
+    built: Vec<BuiltPackage>,
     format: Format,
     rep: &Reporter,
 ) -> Result<ExitCode> {
@@ -502,7 +550,7 @@ fn render_cmd(
             })
             .collect::<Vec<_>>()
     } else {
-        build(env, rep)?
+        built
             .iter()
             .map(|p| package::function_context(env, p))
             .collect()
@@ -556,8 +604,12 @@ struct RenderedFile {
 
 // ---------------------------------------------------------------- plan
 
-async fn plan_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result<ExitCode> {
-    let built = build(env, rep)?;
+async fn plan_cmd(
+    env: &Environment,
+    built: Vec<BuiltPackage>,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
     let functions: Vec<_> = built
         .iter()
         .map(|p| package::function_context(env, p))
@@ -636,10 +688,16 @@ struct FunctionReport {
     uploaded: bool,
 }
 
-async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) -> Result<ExitCode> {
+async fn up_cmd(
+    env: &Environment,
+    built: Vec<BuiltPackage>,
+    yes: bool,
+    format: Format,
+    rep: &Reporter,
+) -> Result<ExitCode> {
     let started = Instant::now();
-    // Everything that can fail without AWS is checked before any change.
-    let built = build(env, rep)?;
+    // Everything that can fail without AWS (the build above included) is checked before any
+    // change.
     let functions: Vec<_> = built
         .iter()
         .map(|p| package::function_context(env, p))
@@ -809,11 +867,12 @@ async fn up_cmd(env: &Environment, yes: bool, format: Format, rep: &Reporter) ->
         if let Some(u) = &report.api_url {
             rows.push(vec!["API URL".into(), u.clone()]);
         }
+        let unreachable = unreachable_outputs(env, &report.outputs);
         rows.extend(
             report
                 .outputs
                 .iter()
-                .map(|(k, v)| vec![k.clone(), v.clone()])
+                .map(|(k, v)| vec![k.clone(), output_cell(&unreachable, k, v)])
                 .collect::<Vec<_>>(),
         );
         rows.push(vec!["ArtifactBucketName".into(), bucket.clone()]);
@@ -1278,6 +1337,13 @@ async fn down_cmd(
 #[derive(Debug, Serialize)]
 struct StatusReport {
     environment: String,
+    /// The URLs that answer: the local gateway's on a local environment (as `up` prints them),
+    /// the stack's outputs on AWS.
+    api_url: Option<String>,
+    web_url: Option<String>,
+    /// Locally: the outputs that name AWS-shaped URLs (the emulator's `ApiUrl`, `WebUrl`),
+    /// which do not resolve, each with what to use instead.
+    unreachable_outputs: std::collections::BTreeMap<String, String>,
     account: String,
     region: String,
     stacks: Vec<StackStatus>,
@@ -1383,8 +1449,17 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
             failure_reason: None,
         },
     };
+    let all_outputs: std::collections::BTreeMap<String, String> = stacks
+        .iter()
+        .flat_map(|s| s.outputs.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect();
+    let (api_url, web_url) = urls(env, &all_outputs);
+    let unreachable_outputs = unreachable_outputs(env, &all_outputs);
     let report = StatusReport {
         environment: env.name.clone(),
+        api_url,
+        web_url,
+        unreachable_outputs,
         account,
         region: c.region.clone(),
         stacks,
@@ -1400,11 +1475,18 @@ async fn status_cmd(env: &Environment, format: Format, rep: &Reporter) -> Result
                 .map(|s| vec![s.stack.clone(), s.status.clone()])
                 .collect::<Vec<_>>(),
         );
-        let outputs: Vec<Vec<String>> = report
-            .stacks
-            .iter()
-            .flat_map(|s| s.outputs.iter().map(|(k, v)| vec![k.clone(), v.clone()]))
-            .collect();
+        let mut outputs: Vec<Vec<String>> = Vec::new();
+        if let Some(u) = &report.web_url {
+            outputs.push(vec!["web URL".into(), u.clone()]);
+        }
+        if let Some(u) = &report.api_url {
+            outputs.push(vec!["API URL".into(), u.clone()]);
+        }
+        outputs.extend(report.stacks.iter().flat_map(|s| {
+            s.outputs
+                .iter()
+                .map(|(k, v)| vec![k.clone(), output_cell(&report.unreachable_outputs, k, v)])
+        }));
         if !outputs.is_empty() {
             s.push('\n');
             s.push_str(&table(&["OUTPUT", "VALUE"], &outputs));

@@ -223,9 +223,10 @@ pub fn assemble(binary: &[u8], revision: &str) -> Image {
 /// Builds the static binary with cargo (release, [`TARGET`]); answers its path.
 pub fn build_binary(root: &Path) -> Result<PathBuf, ImageError> {
     use crate::localrun::{cargo_build_model, CargoBuildError};
+    use crate::package::CargoBuildError as Cargo;
     cargo_build_model(root, &["--quiet", "--target", TARGET], true).map_err(|e| match e {
-        CargoBuildError::Spawn(e) => ImageError::Cargo(e),
-        CargoBuildError::Failed { status, stderr } => {
+        CargoBuildError::Cargo(Cargo::Spawn(e)) => ImageError::Cargo(e),
+        CargoBuildError::Cargo(Cargo::Failed { status, stderr }) => {
             let hint = if stderr.contains("target may not be installed")
                 || stderr.contains("can't find crate for `std`")
             {

@@ -26,7 +26,9 @@ pub const DEFAULT_IMAGE: &str = "local://waste-model";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalRunError {
-    #[error("failed to build the model binary (cargo build --release -p waste-model): {0}")]
+    #[error(
+        "failed to build the model binary (cargo build -p waste-model, beside the handlers): {0}"
+    )]
     Build(String),
     #[error("the local cloud exited while starting: {last_line}; see {log}")]
     Exited { last_line: String, log: String },
@@ -40,57 +42,28 @@ pub enum LocalRunError {
     State(#[from] crate::state::StateError),
 }
 
-/// Why [`cargo_build_model`] gave no binary.
-#[derive(Debug)]
-pub enum CargoBuildError {
-    /// cargo could not be started.
-    Spawn(std::io::Error),
-    /// cargo failed; `stderr` is what it said when it was captured.
-    Failed {
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
-    NoExecutable,
-}
-
-/// `cargo build --release -p waste-model <extra>` in `root`, with the cargo that runs us
-/// (`$CARGO`); answers the executable cargo reports, wherever the target directory is.
-/// `capture_stderr` keeps cargo's messages for the error instead of showing them.
+/// `cargo build --release -p waste-model <extra>` in `root` (the container image's static
+/// build); answers the executable cargo reports, wherever the target directory is.
 pub fn cargo_build_model(
     root: &std::path::Path,
     extra: &[&str],
     capture_stderr: bool,
 ) -> Result<PathBuf, CargoBuildError> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "waste-model",
-            "--message-format=json-render-diagnostics",
-        ])
-        .args(extra)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stderr(if capture_stderr {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        })
-        .output()
-        .map_err(CargoBuildError::Spawn)?;
-    if !out.status.success() {
-        return Err(CargoBuildError::Failed {
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "waste-model")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+    let mut args = vec!["--release", "-p", crate::package::MODEL_CRATE];
+    args.extend(extra);
+    crate::package::cargo_build(root, &args, capture_stderr)
+        .map_err(CargoBuildError::Cargo)?
+        .into_iter()
+        .find(|e| e.name == crate::package::MODEL_CRATE)
+        .map(|e| e.path)
         .ok_or(CargoBuildError::NoExecutable)
+}
+
+/// Why [`cargo_build_model`] gave no binary.
+#[derive(Debug)]
+pub enum CargoBuildError {
+    Cargo(crate::package::CargoBuildError),
+    NoExecutable,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,22 +87,23 @@ pub struct Running {
     pub reused: bool,
 }
 
-/// Builds the release model binary (a no-op when it is current), copies it under the state
-/// directory by hash and records it. `None` when the project has no model crate.
+/// Builds the model binary beside the handlers (see [`crate::package::build`]; a no-op when it
+/// is current) and installs it as the local image. `None` when the project has no model crate.
 pub fn build_model_image(env: &Environment) -> Result<Option<ModelImage>, LocalRunError> {
-    if !env.root.join("model/Cargo.toml").is_file() {
-        return Ok(None);
+    let built = crate::package::build(env, &[]).map_err(|e| LocalRunError::Build(e.to_string()))?;
+    match built.model {
+        Some(exe) => install_model_image(env, &exe).map(Some),
+        None => Ok(None),
     }
-    let exe = cargo_build_model(&env.root, &[], false).map_err(|e| match e {
-        CargoBuildError::Spawn(e) => LocalRunError::Build(e.to_string()),
-        CargoBuildError::Failed { status, .. } => {
-            LocalRunError::Build(format!("cargo exited with {status}"))
-        }
-        CargoBuildError::NoExecutable => {
-            LocalRunError::Build("cargo reported no waste-model executable".into())
-        }
-    })?;
-    let bytes = std::fs::read(&exe)?;
+}
+
+/// Copies the model binary under the state directory by hash (the local image the training
+/// jobs and endpoints run) and records it.
+pub fn install_model_image(
+    env: &Environment,
+    exe: &std::path::Path,
+) -> Result<ModelImage, LocalRunError> {
+    let bytes = std::fs::read(exe)?;
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let state = StateDir::new(&env.state_dir);
     state.ensure()?;
@@ -149,7 +123,7 @@ pub fn build_model_image(env: &Environment) -> Result<Option<ModelImage>, LocalR
         sha256: sha,
     };
     state.write_json(IMAGE_FILE, &image)?;
-    Ok(Some(image))
+    Ok(image)
 }
 
 fn healthy(port: u16) -> bool {

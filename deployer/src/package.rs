@@ -1,5 +1,6 @@
-//! Builds the Lambda handlers in `functions/` with cargo-lambda and packages each as a
-//! deterministic zip named by its content hash.
+//! Builds the Lambda handlers in `functions/` and packages each as a deterministic zip named by
+//! its content hash: with cargo-lambda (release, `provided.al2023`) for AWS, natively for this
+//! host in the deployer's own profile for the local cloud (see [`build`]).
 //!
 //! A function is a crate under `functions/` with a `[package.metadata.deployer]` table. The zip
 //! holds one entry, `bootstrap`, with a fixed timestamp and mode, so an unchanged binary gives a
@@ -18,7 +19,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Architecture, Environment};
+use crate::config::{Architecture, Environment, Target};
 use crate::render::FunctionContext;
 
 mod frontend;
@@ -36,6 +37,10 @@ pub enum PackageError {
     CargoLambdaMissing { looked: String },
     #[error("failed to build the handlers: cargo lambda build exited with {status}; the compiler output above names the error")]
     BuildFailed { status: String },
+    #[error("failed to build the handlers: cargo build exited with {status}; the compiler output above names the error")]
+    NativeBuildFailed { status: String },
+    #[error("cargo not found: the local environment builds the handlers with the Rust toolchain that builds the deployer; install Rust 1.95 (rustup) or set CARGO")]
+    CargoMissing,
     #[error("cargo lambda build finished but {path} is missing; check the crate's [[bin]] name")]
     MissingBinary { path: String },
     #[error("npm not found (looked for {looked}): the web function embeds the frontend's build; install Node.js 20 and npm, or set DEPLOYER_NPM")]
@@ -237,8 +242,8 @@ fn cargo_lambda(root: &Path) -> Result<PathBuf, PackageError> {
     })
 }
 
-/// A fingerprint of everything a handler build reads: the architecture, every file under
-/// `functions/` (build outputs excluded) and `frontend/dist/` (embedded by the web function),
+/// A fingerprint of everything a cargo-lambda build reads: the architecture, every file under
+/// `functions/` and `tools/workspace-hack/` (build outputs excluded) and `frontend/dist/` (embedded by the web function),
 /// the workspace manifest and lock file. Equal
 /// fingerprints mean cargo would rebuild nothing, so the packages from the last build stand.
 pub fn source_fingerprint(root: &Path, arch: Architecture) -> String {
@@ -262,6 +267,8 @@ pub fn source_fingerprint(root: &Path, arch: Architecture) -> String {
     }
     let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
     walk(&root.join("functions"), &mut files);
+    // Every handler depends on the workspace-hack crate (the unified dependency features).
+    walk(&root.join("tools/workspace-hack"), &mut files);
     // The web function embeds the frontend's build: a rebuilt frontend rebuilds its zip.
     walk(&root.join("frontend/dist"), &mut files);
     files.sort();
@@ -307,20 +314,284 @@ fn unchanged_packages(
         .collect()
 }
 
-/// Builds the functions with cargo-lambda (release, provided.al2023) and zips them, unless
-/// their sources are unchanged since the last build (then the last packages are returned).
-pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Vec<BuiltPackage>, PackageError> {
-    let fingerprint = source_fingerprint(&env.root, env.architecture);
-    if let Some(same) = unchanged_packages(env, specs, &fingerprint) {
-        return Ok(same);
+/// What a build produced: the handler packages and, on a local environment, the model
+/// binary built in the same cargo invocation.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub packages: Vec<BuiltPackage>,
+    /// `waste-model` (dev profile, this host), for the local cloud's training and endpoints.
+    pub model: Option<PathBuf>,
+}
+
+/// The model crate built beside the handlers on a local environment.
+pub const MODEL_CRATE: &str = "waste-model";
+
+/// Builds the functions and zips them.
+///
+/// - `aws`: cargo-lambda (release, `provided.al2023`, the environment's architecture), unless
+///   their sources are unchanged since the last build (then the last packages are returned).
+/// - `local`: a native build for this host in the dev profile, the same profile, target and
+///   (through the workspace-hack crate) dependency features as the deployer itself, so the AWS
+///   SDK compiled for `cargo build -p deployer` is reused rather than compiled again in release
+///   for another target. The model binary is built in the same invocation: built alone it would
+///   resolve its dependencies' features differently and come out as a different binary.
+pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, PackageError> {
+    match env.target {
+        Target::Local => build_native(env, specs),
+        Target::Aws => {
+            let fingerprint = source_fingerprint(&env.root, env.architecture);
+            if let Some(same) = unchanged_packages(env, specs, &fingerprint) {
+                return Ok(Built {
+                    packages: same,
+                    model: None,
+                });
+            }
+            let built = build_with_cargo_lambda(env, specs)?;
+            let path = env.state_dir.join("build/fingerprint");
+            std::fs::write(&path, &fingerprint).map_err(|source| PackageError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(Built {
+                packages: built,
+                model: None,
+            })
+        }
     }
-    let built = build_with_cargo_lambda(env, specs)?;
-    let path = env.state_dir.join("build/fingerprint");
-    std::fs::write(&path, &fingerprint).map_err(|source| PackageError::Write {
-        path: path.display().to_string(),
+}
+
+/// One executable cargo reported.
+#[derive(Debug, Clone)]
+pub struct Executable {
+    /// The binary target's name.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Why [`cargo_build`] gave no binary.
+#[derive(Debug)]
+pub enum CargoBuildError {
+    /// cargo could not be started.
+    Spawn(std::io::Error),
+    /// cargo failed; `stderr` is what it said when it was captured.
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// `cargo build <args>` in `root` with the cargo that runs us (`$CARGO`, so a
+/// `CARGO_TARGET_DIR` or toolchain override applies); answers the executables cargo reports,
+/// wherever the target directory is. Cargo's progress goes to the user's terminal (stderr)
+/// unless `capture_stderr` keeps it for the error.
+pub fn cargo_build(
+    root: &Path,
+    args: &[&str],
+    capture_stderr: bool,
+) -> Result<Vec<Executable>, CargoBuildError> {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .arg("build")
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .output()
+        .map_err(CargoBuildError::Spawn)?;
+    if !out.status.success() {
+        return Err(CargoBuildError::Failed {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact")
+        .filter_map(|v| {
+            Some(Executable {
+                name: v["target"]["name"].as_str()?.to_string(),
+                path: PathBuf::from(v["executable"].as_str()?),
+            })
+        })
+        .collect())
+}
+
+/// The record of the last native build's zips: which executable (path, size, modification
+/// time) each was made from, so an unchanged binary is not zipped again.
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+struct NativeRecord {
+    functions: std::collections::BTreeMap<String, NativeEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+struct NativeEntry {
+    executable: PathBuf,
+    len: u64,
+    modified_ns: u128,
+}
+
+const NATIVE_RECORD: &str = "native.json";
+
+fn identity(path: &Path) -> Option<NativeEntry> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified_ns = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(NativeEntry {
+        executable: path.to_path_buf(),
+        len: meta.len(),
+        modified_ns,
+    })
+}
+
+fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, PackageError> {
+    let root = &env.root;
+    // Always every function and the model, whatever `specs` asks for: one package set means one
+    // feature resolution, so each build is a no-op for what did not change.
+    let all = discover(root)?;
+    let with_model = root.join("model/Cargo.toml").is_file();
+    let mut args: Vec<&str> = Vec::new();
+    for s in &all {
+        args.extend(["-p", s.crate_name.as_str()]);
+    }
+    if with_model {
+        args.extend(["-p", MODEL_CRATE]);
+    }
+    let exes = cargo_build(root, &args, false).map_err(|e| match e {
+        CargoBuildError::Spawn(_) => PackageError::CargoMissing,
+        CargoBuildError::Failed { status, .. } => PackageError::NativeBuildFailed {
+            status: status.to_string(),
+        },
+    })?;
+    let find = |name: &str| exes.iter().find(|e| e.name == name).map(|e| e.path.clone());
+    let out_dir = env.state_dir.join("build");
+    std::fs::create_dir_all(&out_dir).map_err(|source| PackageError::Write {
+        path: out_dir.display().to_string(),
         source,
     })?;
-    Ok(built)
+    let record_path = out_dir.join(NATIVE_RECORD);
+    let previous: NativeRecord = std::fs::read(&record_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let jobs: Vec<(FunctionSpec, PathBuf)> = specs
+        .iter()
+        .map(|spec| {
+            find(&spec.crate_name)
+                .map(|p| (spec.clone(), p))
+                .ok_or_else(|| PackageError::MissingBinary {
+                    path: format!("the {} binary (cargo reported none)", spec.crate_name),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    // Debug binaries are tens of megabytes: zip them in parallel, at a fast level (the
+    // packages only travel over loopback to the emulator).
+    let results: Vec<Result<(BuiltPackage, Option<NativeEntry>), PackageError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(spec, exe)| {
+                    let out_dir = &out_dir;
+                    let previous = &previous;
+                    scope.spawn(move || {
+                        package_native(spec, exe, out_dir, previous.functions.get(&spec.name))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(PackageError::Write {
+                            path: out_dir.display().to_string(),
+                            source: std::io::Error::other("a packaging thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+    let mut record = previous;
+    let mut packages = Vec::new();
+    for r in results {
+        let (pkg, entry) = r?;
+        match entry {
+            Some(e) => record.functions.insert(pkg.spec.name.clone(), e),
+            None => record.functions.remove(&pkg.spec.name),
+        };
+        packages.push(pkg);
+    }
+    let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    let tmp = out_dir.join(format!(".{NATIVE_RECORD}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &record_path))
+        .map_err(|source| PackageError::Write {
+            path: record_path.display().to_string(),
+            source,
+        })?;
+    Ok(Built {
+        packages,
+        model: if with_model { find(MODEL_CRATE) } else { None },
+    })
+}
+
+/// One function's zip from a native build: the last one when the executable is the very file
+/// it was made from, else a new one.
+fn package_native(
+    spec: &FunctionSpec,
+    exe: &Path,
+    out_dir: &Path,
+    previous: Option<&NativeEntry>,
+) -> Result<(BuiltPackage, Option<NativeEntry>), PackageError> {
+    let zip_path = out_dir.join(format!("{}.zip", spec.name));
+    let now = identity(exe);
+    if now.is_some() && now.as_ref() == previous {
+        if let Ok(zip) = std::fs::read(&zip_path) {
+            return Ok((
+                BuiltPackage {
+                    spec: spec.clone(),
+                    sha256_hex: hex::encode(Sha256::digest(&zip)),
+                    size: zip.len() as u64,
+                    zip_path,
+                },
+                now,
+            ));
+        }
+    }
+    let bytes = std::fs::read(exe).map_err(|_| PackageError::MissingBinary {
+        path: exe.display().to_string(),
+    })?;
+    let zip = deterministic_zip_level(&bytes, 1).map_err(|source| PackageError::Write {
+        path: exe.display().to_string(),
+        source,
+    })?;
+    write_atomically(&zip_path, &zip)?;
+    Ok((
+        BuiltPackage {
+            spec: spec.clone(),
+            sha256_hex: hex::encode(Sha256::digest(&zip)),
+            size: zip.len() as u64,
+            zip_path,
+        },
+        now,
+    ))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
+    let tmp = path.with_extension("zip.partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| PackageError::Write {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 fn build_with_cargo_lambda(
@@ -381,10 +652,7 @@ fn build_with_cargo_lambda(
             })?;
             let sha256_hex = hex::encode(Sha256::digest(&zip));
             let zip_path = out_dir.join(format!("{}.zip", spec.name));
-            std::fs::write(&zip_path, &zip).map_err(|source| PackageError::Write {
-                path: zip_path.display().to_string(),
-                source,
-            })?;
+            write_atomically(&zip_path, &zip)?;
             Ok(BuiltPackage {
                 spec: spec.clone(),
                 zip_path,
@@ -395,14 +663,21 @@ fn build_with_cargo_lambda(
         .collect()
 }
 
-/// A zip with one executable `bootstrap` entry and no varying metadata.
+/// A zip with one executable `bootstrap` entry and no varying metadata (deflate level 6, for
+/// packages that travel to AWS).
 pub fn deterministic_zip(bootstrap: &[u8]) -> std::io::Result<Vec<u8>> {
+    deterministic_zip_level(bootstrap, 6)
+}
+
+/// [`deterministic_zip`] at a given deflate level: the same bytes and level always give the
+/// same zip.
+pub fn deterministic_zip_level(bootstrap: &[u8], level: i64) -> std::io::Result<Vec<u8>> {
     let mut buf = std::io::Cursor::new(Vec::new());
     {
         let mut w = zip::ZipWriter::new(&mut buf);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(6))
+            .compression_level(Some(level))
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(0o755);
         w.start_file("bootstrap", opts)

@@ -55,7 +55,7 @@ pub async fn run(
                 env.artifacts_stack()
             )
         })?;
-    let all = build(env, rep)?;
+    let all = build(env, rep)?.packages;
     let built: Vec<&BuiltPackage> = all
         .iter()
         .filter(|p| specs.iter().any(|s| s.name == p.spec.name))

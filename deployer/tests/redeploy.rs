@@ -41,6 +41,11 @@ fn project_copy() -> tempfile::TempDir {
     let r = root();
     copy_dir(&r.join("functions"), &dir.path().join("functions"));
     copy_dir(&r.join("stacks"), &dir.path().join("stacks"));
+    // Every function crate depends on the workspace-hack crate (the unified features).
+    copy_dir(
+        &r.join("tools/workspace-hack"),
+        &dir.path().join("tools/workspace-hack"),
+    );
     // The web function embeds the frontend's build; the copy takes the checkout's dist/ only
     // (no package.json, so packaging runs no npm here).
     let dist = r.join("frontend/dist");
@@ -54,12 +59,13 @@ fn project_copy() -> tempfile::TempDir {
     std::fs::copy(r.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
     let manifest = std::fs::read_to_string(r.join("Cargo.toml")).unwrap();
     let mut doc: toml::Table = toml::from_str(&manifest).unwrap();
-    let members: Vec<toml::Value> = std::fs::read_dir(dir.path().join("functions"))
+    let mut members: Vec<toml::Value> = std::fs::read_dir(dir.path().join("functions"))
         .unwrap()
         .flatten()
         .filter(|e| e.path().join("Cargo.toml").is_file())
         .map(|e| toml::Value::String(format!("functions/{}", e.file_name().to_string_lossy())))
         .collect();
+    members.push(toml::Value::String("tools/workspace-hack".into()));
     doc["workspace"]
         .as_table_mut()
         .unwrap()
@@ -89,7 +95,6 @@ impl Project {
         c.current_dir(self.dir.path())
             .env("DEPLOYER_STATE_DIR", self.state.path())
             .env("DEPLOYER_PYTHON", r.join(".venv/bin/python"))
-            .env("DEPLOYER_CARGO_LAMBDA", r.join(".venv/bin/cargo-lambda"))
             .env("CARGO_TARGET_DIR", r.join("target"))
             .env("PATH", path)
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -101,8 +106,7 @@ impl Project {
             }
         }
         c.env("DEPLOYER_STATE_DIR", self.state.path())
-            .env("DEPLOYER_PYTHON", r.join(".venv/bin/python"))
-            .env("DEPLOYER_CARGO_LAMBDA", r.join(".venv/bin/cargo-lambda"));
+            .env("DEPLOYER_PYTHON", r.join(".venv/bin/python"));
         let out = c.output().unwrap();
         assert!(
             out.status.success(),
