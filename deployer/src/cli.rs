@@ -34,8 +34,30 @@ pub struct Cli {
     /// How data is printed on stdout; logs always go to stderr.
     #[arg(long, short, global = true, value_enum, default_value_t = Format::Table, env = "DEPLOYER_OUTPUT")]
     pub output: Format,
+    /// A mutating command (up, down, redeploy, dataset push, users add|remove|reset, local
+    /// stop) finding another one running on the same environment exits 1 instead of waiting.
+    #[arg(long, global = true, env = "DEPLOYER_NO_WAIT")]
+    pub no_wait: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Command {
+    /// The name of a command that changes the environment (and so takes its lock), as typed;
+    /// `None` for read-only commands, which never wait.
+    pub fn mutating_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Up { .. } => "up",
+            Command::Down { .. } => "down",
+            Command::Redeploy { .. } => "redeploy",
+            Command::Dataset(DatasetCommand::Push { .. }) => "dataset push",
+            Command::Users(UsersCommand::Add { .. }) => "users add",
+            Command::Users(UsersCommand::Remove { .. }) => "users remove",
+            Command::Users(UsersCommand::Reset { .. }) => "users reset",
+            Command::Local(LocalCommand::Stop) => "local stop",
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod emulator;
 pub mod http;
 pub mod image;
 pub mod localrun;
+pub mod lock;
 pub mod model_image;
 pub mod output;
 pub mod package;

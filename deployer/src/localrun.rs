@@ -111,10 +111,17 @@ pub fn install_model_image(
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("waste-model-{}", &sha[..16]));
     if !path.is_file() {
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, &bytes)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        // Content-addressed: a crash leaves at most a `.partial` file, never a wrong binary
+        // under the hash's name.
+        let tmp = path.with_extension(format!("{}.partial", std::process::id()));
+        {
+            use std::io::Write;
+            use std::os::unix::fs::PermissionsExt;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &path)?;
     }
     let image = ModelImage {

@@ -348,7 +348,7 @@ pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Package
             }
             let built = build_with_cargo_lambda(env, specs)?;
             let path = env.state_dir.join("build/fingerprint");
-            std::fs::write(&path, &fingerprint).map_err(|source| PackageError::Write {
+            crate::state::write_atomically(&path, fingerprint.as_bytes()).map_err(|source| PackageError::Write {
                 path: path.display().to_string(),
                 source,
             })?;
@@ -529,10 +529,7 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
         packages.push(pkg);
     }
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    let tmp = out_dir.join(format!(".{NATIVE_RECORD}.tmp"));
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &record_path))
-        .map_err(|source| PackageError::Write {
+    crate::state::write_atomically(&record_path, &text).map_err(|source| PackageError::Write {
             path: record_path.display().to_string(),
             source,
         })?;
@@ -585,10 +582,7 @@ fn package_native(
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
-    let tmp = path.with_extension("zip.partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|source| PackageError::Write {
+    crate::state::write_atomically(path, bytes).map_err(|source| PackageError::Write {
             path: path.display().to_string(),
             source,
         })

@@ -17,6 +17,11 @@ pub enum StateError {
     },
     #[error("{path} is corrupt ({message}); delete it and run the command again")]
     Corrupt { path: String, message: String },
+    #[error("cannot read {path}: {source}; check its permissions, or set DEPLOYER_STATE_DIR to a directory this user owns")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The state directory of one environment.
@@ -75,21 +80,39 @@ impl StateDir {
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<(), StateError> {
         self.ensure()?;
         let path = self.file(name);
-        // Write-then-rename so a crash never leaves half a file behind.
-        let tmp = self.file(&format!(".{name}.tmp"));
-        std::fs::write(&tmp, contents)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|source| StateError::Write {
-                path: path.display().to_string(),
-                source,
-            })
+        write_atomically(&path, contents).map_err(|source| StateError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
+    /// Reads a state file; `None` when it is missing. Every file here is one the deployer
+    /// writes and rebuilds (ports, endpoints, the model image record, recorded hashes), so a
+    /// corrupt or truncated one (a disk that filled, a hand edit) is not fatal: it is moved
+    /// aside to `<name>.corrupt` with a one-line warning naming it, and read as missing, so the
+    /// command rebuilds it. An unreadable one (permissions) is an error naming the file.
     pub fn read_json<T: for<'de> Deserialize<'de>>(
         &self,
         name: &str,
     ) -> Result<Option<T>, StateError> {
-        read_json(&self.file(name))
+        let path = self.file(name);
+        match read_json(&path) {
+            Err(StateError::Corrupt { message, .. }) => {
+                let aside = self.file(&format!("{name}.corrupt"));
+                let moved = std::fs::rename(&path, &aside).is_ok();
+                eprintln!(
+                    "warning: {} is corrupt ({message}); {}",
+                    path.display(),
+                    if moved {
+                        format!("moved it to {} and rebuilding it", aside.display())
+                    } else {
+                        "reading it as missing (delete it to stop this warning)".to_string()
+                    }
+                );
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
@@ -102,8 +125,43 @@ impl StateDir {
     }
 }
 
+/// Writes `contents` to `path` so that a crash (kill -9, power loss) leaves either the old file
+/// or the new one, never half of one: a temporary file beside it (named by this process, so
+/// two writers never share one), flushed to disk, renamed over the old one, and the directory
+/// flushed so the rename itself survives. On failure (a full disk) the old file is untouched
+/// and the temporary one removed.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            // A directory opened read-only can be fsynced on Linux; elsewhere this may fail
+            // harmlessly.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
     match std::fs::read(path) {
+        // An empty file is what a crash between create and write leaves (before writes were
+        // atomic) or a full disk: corrupt, not missing.
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| StateError::Corrupt {
@@ -111,9 +169,9 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Sta
                 message: e.to_string(),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StateError::Corrupt {
+        Err(e) => Err(StateError::Unreadable {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source: e,
         }),
     }
 }
