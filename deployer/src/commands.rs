@@ -22,6 +22,8 @@ use crate::stack::{self, Poll};
 use crate::state::{Artifact, ArtifactManifest, Endpoints, StateDir};
 
 pub(crate) const ARTIFACTS_FILE: &str = "artifacts.json";
+/// Present while an `up` runs; left behind by one that was killed.
+const UP_MARKER: &str = "up.incomplete";
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -718,6 +720,12 @@ async fn up_cmd(
     announce(env, &c, &account, rep);
     confirm(env, yes, "deploy")?;
 
+    // A marker for the whole deploy: an `up` that was killed part-way leaves it, and the next
+    // one then reconciles even though its stacks show no change (the killed one may have
+    // deployed them and stopped before reconciling).
+    let state = StateDir::new(&env.state_dir);
+    let interrupted = state.file(UP_MARKER).exists();
+    state.write(UP_MARKER, b"an `up` is running or was interrupted\n")?;
     let tags = stack_tags(env);
     let mut deployed = Vec::new();
     let artifacts = stack::deploy(&c.cfn, &stacks[0], &tags, poll(env), rep)
@@ -747,6 +755,7 @@ async fn up_cmd(
         if new {
             uploaded += 1;
             rep.info(&format!("uploaded {key} ({} bytes)", p.size));
+            crate::fault::checkpoint("upload");
         }
         reports.push(FunctionReport {
             name: p.spec.name.clone(),
@@ -794,7 +803,11 @@ async fn up_cmd(
     }
     // Only after a stack changed: the emulator accepts some of these settings through the API
     // but does not report them back, so checking them on every run would re-apply them forever.
-    let mut reconciled = if deployed.iter().any(|d| d.changed) {
+    crate::fault::checkpoint("reconcile");
+    if interrupted {
+        rep.info("the last `up` was interrupted: reconciling everything it may have skipped");
+    }
+    let mut reconciled = if interrupted || deployed.iter().any(|d| d.changed) {
         reconcile(&c, &with_artifacts, rep).await?
     } else {
         Vec::new()
@@ -846,7 +859,8 @@ async fn up_cmd(
             })
             .collect(),
     };
-    StateDir::new(&env.state_dir).write_json(ARTIFACTS_FILE, &manifest)?;
+    state.write_json(ARTIFACTS_FILE, &manifest)?;
+    state.remove(UP_MARKER);
 
     let changed = deployed.iter().any(|d| d.changed) || uploaded > 0 || !reconciled.is_empty();
     let (api_url, web_url) = urls(env, &outputs);

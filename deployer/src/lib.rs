@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod dataset;
 pub mod emulator;
+pub mod fault;
 pub mod http;
 pub mod image;
 pub mod localrun;

@@ -176,6 +176,9 @@ pub fn ensure(env: &Environment) -> Result<Running, LocalRunError> {
     let emu = emulator::ensure_running(env)?;
     let image: Option<ModelImage> = state.read_json(IMAGE_FILE)?;
     let current = running(&state);
+    if current.is_none() {
+        reap_orphans(&state);
+    }
     let reusable = current.as_ref().is_some_and(|c| {
         emu.reused
             && same_executable(c.pid)
@@ -309,6 +312,54 @@ fn start(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A local cloud that died without stopping its children (kill -9, a crash) leaves them
+/// running in its process group: model servers holding ports, handler processes, a training
+/// job. Its group is ended before a new local cloud starts.
+fn reap_orphans(state: &StateDir) {
+    let Ok(Some(info)) = state.read_json::<localcloud::RunInfo>(localcloud::RUN_FILE) else {
+        return;
+    };
+    if alive(info.pid) {
+        // Alive but not answering: `ensure` stops it (and its group) itself.
+        return;
+    }
+    // Only members of that group that belong to this state directory: the group id is a
+    // dead process's pid, which the system may since have given to someone else.
+    let dir = state.path.display().to_string();
+    for pid in group_members(info.pid) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&dir)
+            || exe.display().to_string().starts_with(&dir)
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The processes whose process group is `pgid` (from /proc/<pid>/stat).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
 
 /// SIGTERM to the local cloud's process group (it and every process it started), then

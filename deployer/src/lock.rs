@@ -140,8 +140,11 @@ pub fn acquire(
     let _ = (|| -> std::io::Result<()> {
         lock.file.set_len(0)?;
         lock.file.seek(SeekFrom::Start(0))?;
-        lock.file
-            .write_all(serde_json::to_string(&record).unwrap_or_default().as_bytes())?;
+        lock.file.write_all(
+            serde_json::to_string(&record)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         lock.file.flush()
     })();
     Ok(lock)

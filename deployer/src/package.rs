@@ -348,9 +348,11 @@ pub fn build(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Package
             }
             let built = build_with_cargo_lambda(env, specs)?;
             let path = env.state_dir.join("build/fingerprint");
-            crate::state::write_atomically(&path, fingerprint.as_bytes()).map_err(|source| PackageError::Write {
-                path: path.display().to_string(),
-                source,
+            crate::state::write_atomically(&path, fingerprint.as_bytes()).map_err(|source| {
+                PackageError::Write {
+                    path: path.display().to_string(),
+                    source,
+                }
             })?;
             Ok(Built {
                 packages: built,
@@ -530,9 +532,9 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
     }
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
     crate::state::write_atomically(&record_path, &text).map_err(|source| PackageError::Write {
-            path: record_path.display().to_string(),
-            source,
-        })?;
+        path: record_path.display().to_string(),
+        source,
+    })?;
     Ok(Built {
         packages,
         model: if with_model { find(MODEL_CRATE) } else { None },
@@ -583,9 +585,9 @@ fn package_native(
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
     crate::state::write_atomically(path, bytes).map_err(|source| PackageError::Write {
-            path: path.display().to_string(),
-            source,
-        })
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn build_with_cargo_lambda(

@@ -540,6 +540,7 @@ pub async fn deploy(
             outputs: outputs(cfn, stack).await?,
         });
     };
+    crate::fault::checkpoint("stack");
     let since = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
     rep.info(&format!("updating stack {stack} (change set {name})"));
     cfn.execute_change_set()
@@ -578,6 +579,7 @@ async fn create(
         .send()
         .await
         .map_err(|e| api_err("create", stack, &e))?;
+    crate::fault::checkpoint("stack");
     finish(cfn, stack, poll, since, rep).await
 }
 

@@ -126,37 +126,9 @@ impl StateDir {
 }
 
 /// Writes `contents` to `path` so that a crash (kill -9, power loss) leaves either the old file
-/// or the new one, never half of one: a temporary file beside it (named by this process, so
-/// two writers never share one), flushed to disk, renamed over the old one, and the directory
-/// flushed so the rename itself survives. On failure (a full disk) the old file is untouched
-/// and the temporary one removed.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            // A directory opened read-only can be fsynced on Linux; elsewhere this may fail
-            // harmlessly.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// or the new one, never half of one (the local cloud's implementation: temporary file, fsync,
+/// rename, directory fsync).
+pub use localcloud::files::write_atomically;
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
     match std::fs::read(path) {

@@ -128,12 +128,12 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
     );
     let cloud = Arc::new(Cloud {
         recorder: crate::record::Recorder::new(cfg.state_dir.join("localcloud/recording.jsonl")),
-        sagemaker: crate::sagemaker::SageMaker::load(&work),
-        outbox: crate::outbox::Outbox::new(cfg.state_dir.join("localcloud/outbox.jsonl")),
+        sagemaker: crate::sagemaker::SageMaker::load(&work)?,
+        outbox: crate::outbox::Outbox::new(cfg.state_dir.join("localcloud/outbox.jsonl"))?,
         lambda: crate::lambda::Lambdas::default(),
         bus: crate::bus::Bus::default(),
         procs: crate::procs::Procs::default(),
-        s3events: crate::s3events::S3Events::load(work.join("s3-eventbridge.json")),
+        s3events: crate::s3events::S3Events::load(work.join("s3-eventbridge.json"))?,
         routes: crate::apigw::Routes::default(),
         authorizers: crate::authorizer::Authorizers::default(),
         http: httpx::Client::new(),
@@ -167,7 +167,8 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
     };
     let run_file = cfg.state_dir.join(RUN_FILE);
     let text = serde_json::to_string_pretty(&info).unwrap_or_default();
-    std::fs::write(&run_file, text).map_err(io_err(format!("write {}", run_file.display())))?;
+    crate::files::write_atomically(&run_file, text.as_bytes())
+        .map_err(io_err(format!("write {}", run_file.display())))?;
     tracing::info!(port, api_port, restored_calls, "local cloud ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

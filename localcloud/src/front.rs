@@ -110,9 +110,37 @@ fn cors(mut r: Resp) -> Resp {
 
 /// Passes a request to moto and records it if it changed state.
 pub async fn forward(cloud: &Cloud, req: &Req) -> Result<httpx::Buffered, String> {
-    let resp = cloud.http.send(&cloud.cfg.moto_url, req).await?;
-    if resp.status.is_success() && crate::record::is_mutating(req) {
-        cloud.recorder.record(req);
+    // Written ahead: a change that cannot be recorded would be lost by the next restart, so
+    // it is refused before moto sees it (the SDKs retry a 503, then report it).
+    let recorded = if crate::record::is_mutating(req) {
+        match cloud.recorder.begin(req) {
+            Ok(id) => Some(id),
+            Err(why) => {
+                tracing::error!(%why, "refused a change that cannot be recorded");
+                return Ok(unavailable(
+                    req,
+                    &format!(
+                        "{why}; free space (or make the state directory writable) and try again"
+                    ),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let resp = match cloud.http.send(&cloud.cfg.moto_url, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(id) = recorded {
+                cloud.recorder.revoke(id);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(id) = recorded.filter(|_| !resp.status.is_success()) {
+        cloud.recorder.revoke(id);
+    }
+    if resp.status.is_success() && recorded.is_some() {
         // A deploy: functions are read again before they next run (stack changes reach
         // Lambda inside the emulator, unseen here, hence CloudFormation too).
         if matches!(
@@ -123,6 +151,45 @@ pub async fn forward(cloud: &Cloud, req: &Req) -> Result<httpx::Buffered, String
         }
     }
     Ok(resp)
+}
+
+/// A 503 in the error shape of the request's protocol: XML for S3 and the query protocols
+/// (SNS, IAM, CloudFormation, STS), JSON for the rest.
+fn unavailable(req: &Req, message: &str) -> httpx::Buffered {
+    let xml = matches!(
+        req.signing_service().as_deref(),
+        Some("s3" | "sns" | "iam" | "cloudformation" | "sts")
+    );
+    let (body, content_type) = if xml {
+        let esc = message
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        (
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ServiceUnavailable</Code><Message>{esc}</Message></Error>"),
+            "application/xml",
+        )
+    } else {
+        (
+            json!({ "__type": "ServiceUnavailable", "message": message, "Message": message })
+                .to_string(),
+            "application/x-amz-json-1.1",
+        )
+    };
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        "x-amzn-errortype",
+        hyper::header::HeaderValue::from_static("ServiceUnavailable"),
+    );
+    httpx::Buffered {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        headers,
+        body: body.into(),
+    }
 }
 
 async fn control(cloud: &Arc<Cloud>, rest: &str, req: &Req) -> Resp {

@@ -14,6 +14,7 @@ pub mod apigw;
 pub mod authorizer;
 pub mod bus;
 pub mod cloud;
+pub mod files;
 pub mod front;
 pub mod httpx;
 pub mod lambda;
@@ -34,6 +35,12 @@ pub enum Error {
     PortTaken { port: u16, what: &'static str },
     #[error("the model binary {path} does not exist; `deployer up` builds it (cargo build --release -p waste-model)")]
     ModelBinaryMissing { path: String },
+    #[error("{path} is corrupt ({message}): it holds {holds}; restore it from a backup, or move it away to start without them")]
+    Corrupt {
+        path: String,
+        message: String,
+        holds: String,
+    },
     #[error("failed to {what}: {source}")]
     Io {
         what: String,

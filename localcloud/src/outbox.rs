@@ -25,23 +25,25 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(path: PathBuf) -> Outbox {
+    pub fn new(path: PathBuf) -> Result<Outbox, crate::Error> {
         let pending_path = path.with_file_name("sns-pending.json");
-        let pending = std::fs::read_to_string(&pending_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        Outbox {
+        let pending = crate::files::load_json(
+            &pending_path,
+            "the email subscriptions nobody confirmed yet",
+        )?;
+        Ok(Outbox {
             path,
             lock: Mutex::new(()),
             pending: Mutex::new(pending),
             pending_path,
-        }
+        })
     }
 
     fn save_pending(&self, set: &std::collections::BTreeSet<String>) {
         if let Ok(text) = serde_json::to_string(set) {
-            let _ = std::fs::write(&self.pending_path, text);
+            if let Err(e) = crate::files::write_atomically(&self.pending_path, text.as_bytes()) {
+                tracing::error!(path = %self.pending_path.display(), error = %e, "cannot save the pending subscriptions");
+            }
         }
     }
 
@@ -90,12 +92,20 @@ impl Outbox {
         if let Some(d) = self.path.parent() {
             let _ = std::fs::create_dir_all(d);
         }
+        // A crash mid-append leaves a torn last line: start on a fresh one (the reader skips
+        // what does not parse), and write each mail with one call.
+        let torn = std::fs::read(&self.path)
+            .ok()
+            .is_some_and(|b| b.last().is_some_and(|c| *c != b'\n'));
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
         {
-            let _ = writeln!(f, "{mail}");
+            let line = format!("{}{mail}\n", if torn { "\n" } else { "" });
+            if let Err(e) = f.write_all(line.as_bytes()) {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot append mail to the outbox");
+            }
         }
     }
 

@@ -4,6 +4,12 @@
 //! Reads are not recorded, so the file grows with changes, not with traffic. Ids moto makes
 //! up (KMS keys, REST API ids) may differ after a replay; everything the pipeline addresses
 //! by name (buckets, tables, topics, functions, stacks) comes back the same.
+//!
+//! The recording is written ahead: a call is appended (with a sequence number) *before* it is
+//! forwarded, and a call moto refused gets a `{"revoked": n}` line after it. A change that
+//! cannot be recorded (a full or read-only disk) is refused before moto sees it, so nothing is
+//! acknowledged that a restart would lose. A crash mid-append leaves a torn last line: the next
+//! append starts on a fresh line and the replay skips what does not parse.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,16 +22,24 @@ use crate::httpx::{Client, Req};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
+    /// Sequence number, so a later `revoked` line can name it (absent in old recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
     method: String,
     uri: String,
     headers: Vec<(String, String)>,
     body: String,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct Revoked {
+    revoked: u64,
+}
+
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
-    file: Mutex<Option<std::fs::File>>,
+    file: Mutex<Option<(std::fs::File, u64)>>,
 }
 
 /// Calls that only read: never recorded. Cognito sign-ins and sign-outs only make sessions
@@ -67,14 +81,22 @@ impl Recorder {
         }
     }
 
-    pub fn record(&self, req: &Req) {
+    /// Appends `req` before it is forwarded; answers its sequence number, or why it cannot be
+    /// recorded (then it must not be forwarded).
+    pub fn begin(&self, req: &Req) -> Result<u64, String> {
         let keep = |k: &str| {
             k.starts_with("x-amz-")
                 || k == "content-type"
                 || k == "content-md5"
                 || k == "authorization"
         };
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| "the recorder is poisoned".to_string())?;
+        let (file, next) = self.open(&mut guard)?;
         let entry = Entry {
+            id: Some(*next),
             method: req.method.to_string(),
             uri: req.uri.clone(),
             headers: req
@@ -85,27 +107,67 @@ impl Recorder {
                 .collect(),
             body: base64::engine::general_purpose::STANDARD.encode(&req.body),
         };
-        let Ok(line) = serde_json::to_string(&entry) else {
-            return;
-        };
+        let line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        let id = *next;
+        if let Err(e) = append_line(file, &line) {
+            // The file may now end in a torn line: reopen (and so repair) on the next call.
+            *guard = None;
+            return Err(format!(
+                "cannot record the change in {}: {e}",
+                self.path.display()
+            ));
+        }
+        *next += 1;
+        Ok(id)
+    }
+
+    /// Marks a recorded call that moto refused, so a replay skips it.
+    pub fn revoke(&self, id: u64) {
         let Ok(mut guard) = self.file.lock() else {
             return;
         };
+        let Ok((file, _)) = self.open(&mut guard) else {
+            return;
+        };
+        let line = serde_json::to_string(&Revoked { revoked: id }).unwrap_or_default();
+        if append_line(file, &line).is_err() {
+            *guard = None;
+            tracing::warn!(path = %self.path.display(), id, "cannot mark a refused call in the recording");
+        }
+    }
+
+    /// The open recording and the next sequence number. Opening finds the highest number
+    /// written so far and ends a torn last line.
+    fn open<'a>(
+        &self,
+        guard: &'a mut Option<(std::fs::File, u64)>,
+    ) -> Result<&'a mut (std::fs::File, u64), String> {
         if guard.is_none() {
             if let Some(dir) = self.path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            *guard = std::fs::OpenOptions::new()
+            let text = std::fs::read(&self.path).unwrap_or_default();
+            let next = String::from_utf8_lossy(&text)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+                .filter_map(|e| e.id)
+                .max()
+                .map_or(0, |m| m + 1);
+            let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .ok();
-        }
-        if let Some(f) = guard.as_mut() {
-            if writeln!(f, "{line}").is_err() {
-                tracing::warn!(path = %self.path.display(), "cannot append to the recording");
+                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+            if text.last().is_some_and(|b| *b != b'\n') {
+                f.write_all(b"\n")
+                    .map_err(|e| format!("cannot repair {}: {e}", self.path.display()))?;
             }
+            *guard = Some((f, next));
         }
+        guard
+            .as_mut()
+            .ok_or_else(|| "the recording is not open".to_string())
     }
 
     /// Replays the recording into moto at `moto_url`; returns how many calls were sent.
@@ -116,10 +178,18 @@ impl Recorder {
         };
         let mut sent = 0;
         let mut failed = 0;
+        let revoked: std::collections::HashSet<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Revoked>(l).ok())
+            .map(|r| r.revoked)
+            .collect();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let Ok(e) = serde_json::from_str::<Entry>(line) else {
                 continue;
             };
+            if e.id.is_some_and(|id| revoked.contains(&id)) {
+                continue;
+            }
             let Ok(body) = base64::engine::general_purpose::STANDARD.decode(&e.body) else {
                 continue;
             };
@@ -147,4 +217,12 @@ impl Recorder {
         );
         sent
     }
+}
+
+/// One line, written with a single `write` so concurrent readers never see half of it.
+fn append_line(f: &mut std::fs::File, line: &str) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    f.write_all(&buf)
 }

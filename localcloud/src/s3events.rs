@@ -26,16 +26,13 @@ pub struct S3Events {
 }
 
 impl S3Events {
-    pub fn load(path: std::path::PathBuf) -> S3Events {
-        let enabled = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        S3Events {
+    pub fn load(path: std::path::PathBuf) -> Result<S3Events, crate::Error> {
+        let enabled = crate::files::load_json(&path, "which buckets send EventBridge events")?;
+        Ok(S3Events {
             enabled: Mutex::new(enabled),
             path: Some(path),
             sequencer: AtomicU64::new(0),
-        }
+        })
     }
 
     fn set(&self, bucket: &str, on: bool) {
@@ -44,7 +41,9 @@ impl S3Events {
         };
         m.insert(bucket.to_string(), on);
         if let (Some(p), Ok(text)) = (&self.path, serde_json::to_string(&*m)) {
-            let _ = std::fs::write(p, text);
+            if let Err(e) = crate::files::write_atomically(p, text.as_bytes()) {
+                tracing::error!(path = %p.display(), error = %e, "cannot save the buckets' EventBridge settings");
+            }
         }
     }
 

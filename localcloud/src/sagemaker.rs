@@ -92,20 +92,20 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 impl SageMaker {
-    pub fn load(work: &Path) -> SageMaker {
+    pub fn load(work: &Path) -> Result<SageMaker, crate::Error> {
         let path = work.join("sagemaker.json");
-        let store = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        SageMaker {
+        let store = crate::files::load_json(
+            &path,
+            "the local SageMaker's training jobs, models, endpoint configs and endpoints",
+        )?;
+        Ok(SageMaker {
             path,
             store: Mutex::new(store),
             live: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
-        }
+        })
     }
 
     pub fn save(&self) {
@@ -113,9 +113,8 @@ impl SageMaker {
         let Ok(text) = serde_json::to_string_pretty(&*store) else {
             return;
         };
-        let tmp = self.path.with_extension("json.tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.path);
+        if let Err(e) = crate::files::write_atomically(&self.path, text.as_bytes()) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot save SageMaker's records");
         }
     }
 
@@ -1502,6 +1501,11 @@ pub async fn invoke_endpoint(cloud: &Arc<Cloud>, req: &Req) -> Resp {
 
 /// After a restart: endpoints that were serving come back on their current config;
 /// training jobs that were running are failed (their process died with the local cloud).
+/// An endpoint caught mid-update comes back on the config it served before (the update never
+/// switched traffic), InService with a FailureReason, as AWS leaves a failed update; one caught
+/// while being created comes up on its config. Both send the state-change event they still
+/// owe, so the pipeline's model record leaves `deploying` (deployed, or deploy_failed to be
+/// accepted again) instead of waiting forever.
 pub fn restore(cloud: Arc<Cloud>) {
     let (endpoints, jobs) = cloud.sagemaker.read(|st| {
         (
@@ -1513,7 +1517,13 @@ pub fn restore(cloud: Arc<Cloud>) {
                         Some("InService" | "Updating" | "Creating")
                     )
                 })
-                .map(|e| (s(e, "EndpointName"), s(e, "EndpointConfigName")))
+                .map(|e| {
+                    (
+                        s(e, "EndpointName"),
+                        s(e, "EndpointConfigName"),
+                        s(e, "EndpointStatus"),
+                    )
+                })
                 .collect::<Vec<_>>(),
             st.training_jobs
                 .values()
@@ -1539,7 +1549,7 @@ pub fn restore(cloud: Arc<Cloud>) {
         let c = cloud.clone();
         tokio::spawn(async move { training_event(&c, &job).await });
     }
-    for (name, config) in endpoints {
+    for (name, config, status) in endpoints {
         let c = cloud.clone();
         tokio::spawn(async move {
             match start_backend(&c, &name, &config).await {
@@ -1547,14 +1557,25 @@ pub fn restore(cloud: Arc<Cloud>) {
                     if let Ok(mut l) = c.sagemaker.live.lock() {
                         l.insert(name.clone(), b);
                     }
+                    let pv = variants_view(&c, &config);
                     set_endpoint(&c, &name, |o| {
                         o.insert("EndpointStatus".into(), json!("InService"));
+                        o.insert("ProductionVariants".into(), pv);
+                        if status == "Updating" {
+                            o.insert(
+                                "FailureReason".into(),
+                                json!("the local cloud stopped during this update; the previous model keeps serving: deploy the new one again"),
+                            );
+                        }
                     });
                 }
                 Err(reason) => set_endpoint(&c, &name, |o| {
                     o.insert("EndpointStatus".into(), json!("Failed"));
                     o.insert("FailureReason".into(), json!(reason));
                 }),
+            }
+            if status != "InService" {
+                endpoint_event(&c, &name).await;
             }
         });
     }
