@@ -120,6 +120,7 @@ pub struct Layer {
     pub endpoint_variant: Option<String>,
     pub training_image: Option<String>,
     pub primary_metric: Option<String>,
+    pub training_max_runtime_s: Option<u32>,
     pub hyperparameters: Option<BTreeMap<String, String>>,
 }
 
@@ -149,6 +150,7 @@ impl Layer {
             endpoint_variant,
             training_image,
             primary_metric,
+            training_max_runtime_s,
             hyperparameters
         );
     }
@@ -243,6 +245,10 @@ impl Layer {
             endpoint_variant: get("DEPLOYER_ENDPOINT_VARIANT"),
             training_image: get("DEPLOYER_TRAINING_IMAGE"),
             primary_metric: get("DEPLOYER_PRIMARY_METRIC"),
+            training_max_runtime_s: parse(
+                "DEPLOYER_TRAINING_MAX_RUNTIME_S",
+                get("DEPLOYER_TRAINING_MAX_RUNTIME_S"),
+            )?,
             // A JSON object of strings, as the functions' HYPERPARAMETERS variable holds.
             hyperparameters: match get("DEPLOYER_HYPERPARAMETERS") {
                 None => None,
@@ -309,6 +315,9 @@ pub struct Environment {
     /// The metric that decides whether a staged model is better (accuracy, precision, recall,
     /// f1, auc_roc or loss).
     pub primary_metric: String,
+    /// A training job's time limit (SageMaker's MaxRuntimeInSeconds): a job still running then
+    /// is stopped and fails, so a runaway job cannot run up the bill.
+    pub training_max_runtime_s: u32,
     /// Training hyperparameters (all strings, as SageMaker passes them).
     pub hyperparameters: BTreeMap<String, String>,
     /// The directory holding `deployer.toml`: stacks/, functions/ and .venv/ live there.
@@ -527,6 +536,15 @@ pub fn resolve(
             why: "use one of accuracy, precision, recall, f1, auc_roc, loss".into(),
         });
     }
+    // SageMaker accepts 1 s to 28 days.
+    let training_max_runtime_s = layer.training_max_runtime_s.unwrap_or(3600);
+    if !(1..=2_419_200).contains(&training_max_runtime_s) {
+        return Err(ConfigError::Invalid {
+            key: "training_max_runtime_s".into(),
+            value: training_max_runtime_s.to_string(),
+            why: "a training job's time limit in seconds: 1 to 2419200 (28 days, SageMaker's maximum)".into(),
+        });
+    }
     let root = path
         .parent()
         .map(Path::to_path_buf)
@@ -556,6 +574,7 @@ pub fn resolve(
             Target::Aws => String::new(),
         }),
         primary_metric,
+        training_max_runtime_s,
         hyperparameters: layer.hyperparameters.unwrap_or_default(),
         app: file.app,
         name,
@@ -722,6 +741,14 @@ log_retention_days = 90
             "app = \"x\"\n[environments.local]\ntarget = \"local\"\nendpoint_memory_mb = 1000\n";
         let err = resolve(bad, Path::new("d.toml"), &Overrides::default(), &no_env).unwrap_err();
         assert!(err.to_string().contains("1024, 2048"), "{err}");
+        let bad =
+            "app = \"x\"\n[environments.local]\ntarget = \"local\"\ntraining_max_runtime_s = 0\n";
+        let err = resolve(bad, Path::new("d.toml"), &Overrides::default(), &no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("training_max_runtime_s")
+                && err.to_string().contains("28 days"),
+            "{err}"
+        );
         let bad = "app = \"Waste_Sort\"\n[environments.local]\ntarget = \"local\"\n";
         let err = resolve(bad, Path::new("d.toml"), &Overrides::default(), &no_env).unwrap_err();
         assert!(err.to_string().contains("lowercase"), "{err}");

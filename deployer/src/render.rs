@@ -120,6 +120,7 @@ pub struct RenderContext {
     /// The image names `${AWS::...}` (an ECR image of this account): rendered with `!Sub`.
     training_image_sub: bool,
     primary_metric: String,
+    training_max_runtime_s: u32,
     /// The hyperparameters as a JSON object, escaped for a single-quoted YAML string.
     hyperparameters_json: String,
     /// The review page for emails when the web URL is known before deploying (local).
@@ -201,6 +202,7 @@ pub fn render(
         training_image: env.training_image.clone(),
         training_image_sub: env.training_image.contains("${AWS::"),
         primary_metric: env.primary_metric.clone(),
+        training_max_runtime_s: env.training_max_runtime_s,
         hyperparameters_json: serde_json::to_string(&env.hyperparameters)
             .unwrap_or_else(|_| "{}".into())
             .replace('\'', "''"),

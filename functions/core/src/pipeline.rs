@@ -160,6 +160,7 @@ impl Pipeline {
             image: &s.training_image,
             role_arn: &s.sagemaker_role_arn,
             hyperparameters: &s.hyperparameters,
+            max_runtime_s: s.training_max_runtime_s,
         });
         let model_id = spec.name.clone();
         let created = now();

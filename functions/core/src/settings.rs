@@ -31,6 +31,8 @@ pub struct Settings {
     pub sagemaker_role_arn: String,
     pub training_image: String,
     pub primary_metric: String,
+    /// A training job's MaxRuntimeInSeconds.
+    pub training_max_runtime_s: i32,
     pub hyperparameters: BTreeMap<String, String>,
     /// Where the web app's review page lives, for emails.
     pub review_url: String,
@@ -83,6 +85,7 @@ impl Settings {
             sagemaker_role_arn: req("SAGEMAKER_ROLE_ARN")?,
             training_image: get("TRAINING_IMAGE").unwrap_or_default(),
             primary_metric: get("PRIMARY_METRIC").unwrap_or_else(|| "f1".into()),
+            training_max_runtime_s: int("TRAINING_MAX_RUNTIME_S", 3600)?,
             hyperparameters,
             review_url: get("REVIEW_URL").unwrap_or_default(),
         })

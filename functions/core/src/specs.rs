@@ -89,6 +89,7 @@ pub struct TrainingInputs<'a> {
     pub image: &'a str,
     pub role_arn: &'a str,
     pub hyperparameters: &'a BTreeMap<String, String>,
+    pub max_runtime_s: i32,
 }
 
 pub fn training_job(i: &TrainingInputs<'_>) -> TrainingJobSpec {
@@ -119,7 +120,7 @@ pub fn training_job(i: &TrainingInputs<'_>) -> TrainingJobSpec {
         instance_type: "ml.m5.large".into(),
         instance_count: 1,
         volume_gb: 10,
-        max_runtime_s: 3600,
+        max_runtime_s: i.max_runtime_s,
         tags,
         metric_definitions: vec![
             ("train:loss".into(), r"train_loss=([0-9.]+)".into()),
@@ -236,6 +237,7 @@ mod tests {
             image: "img@sha256:1",
             role_arn: "arn:role",
             hyperparameters: &hp,
+            max_runtime_s: 3600,
         });
         assert_eq!(s.channels[0].s3_uri, "s3://data/datasets/d1/train/");
         assert_eq!(s.channels[1].name, "validation");
