@@ -54,17 +54,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let rep = Reporter::new();
     let env = load_env(&cli)?;
-    // One mutating command at a time per environment (held until this function returns).
-    let _lock = match cli.command.mutating_name() {
-        Some(name) => Some(crate::lock::acquire(
-            &env.state_dir,
-            &env.name,
-            name,
-            !cli.no_wait,
-            &|m| rep.info(m),
-        )?),
-        None => None,
-    };
     let result = dispatch(cli, &env, &rep).await;
     // The emulator explains its 500s only in its own log: point there.
     if env.target == Target::Local {
@@ -99,6 +88,18 @@ async fn dispatch(cli: Cli, env: &Environment, rep: &Reporter) -> Result<ExitCod
     {
         preflight(env, builds_image, rep).await?;
     }
+    // One mutating command at a time per environment, held until the command returns; taken
+    // after the checks above, so a command refused by them writes nothing.
+    let _lock = match cli.command.mutating_name() {
+        Some(name) => Some(crate::lock::acquire(
+            &env.state_dir,
+            &env.name,
+            name,
+            !cli.no_wait,
+            &|m| rep.info(m),
+        )?),
+        None => None,
+    };
     let built = if renders {
         Some(build(env, rep)?)
     } else {

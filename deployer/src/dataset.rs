@@ -202,6 +202,43 @@ pub struct Manifest {
     pub source: String,
 }
 
+/// `datasets/<UTC second>` that no data set uses yet: two pushes in one second (from two
+/// machines, or one right after another) would otherwise write into one folder and mix their
+/// images under one `_READY`. A second already taken waits for the next one.
+async fn fresh_prefix(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {
+    for _ in 0..10 {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap_or_default();
+        let prefix = format!("datasets/{stamp}");
+        let taken = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(format!("{prefix}/"))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws::describe_err(&e)))
+            .with_context(|| format!("failed to list s3://{bucket}/{prefix}/"))?
+            .key_count()
+            .unwrap_or(0)
+            > 0;
+        if !taken {
+            return Ok(prefix);
+        }
+        let into_second = time::OffsetDateTime::now_utc().millisecond();
+        tokio::time::sleep(std::time::Duration::from_millis(
+            1000 - u64::from(into_second) + 5,
+        ))
+        .await;
+    }
+    anyhow::bail!(
+        "every data set name of the last 10 seconds is taken in s3://{bucket}/datasets/; try again"
+    )
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     bucket: String,
@@ -280,13 +317,8 @@ pub async fn push(
                 env.app_stack()
             )
         })?;
+    let prefix = fresh_prefix(&c.s3, &bucket).await?;
     let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(&time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
-    let prefix = format!("datasets/{stamp}");
 
     let bar = indicatif::ProgressBar::new(scan.items.len() as u64);
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

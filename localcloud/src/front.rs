@@ -115,6 +115,13 @@ pub async fn forward(cloud: &Cloud, req: &Req) -> Result<httpx::Buffered, String
     let recorded = if crate::record::is_mutating(req) {
         match cloud.recorder.begin(req) {
             Ok(id) => Some(id),
+            // A deletion goes through anyway, so `down` can still clean up on a full disk: if
+            // the emulator restarts before the deletion is recorded, the replay brings the
+            // resource back, which `down` removes again; nothing is lost.
+            Err(why) if crate::record::is_deletion(req) => {
+                tracing::warn!(%why, "forwarding a deletion that could not be recorded");
+                None
+            }
             Err(why) => {
                 tracing::error!(%why, "refused a change that cannot be recorded");
                 return Ok(unavailable(

@@ -55,6 +55,23 @@ fn is_read(action: &str) -> bool {
     READ.iter().any(|p| action.starts_with(p))
 }
 
+/// Whether a call removes something (a DELETE, or an action named Delete…/Remove…/Stop…).
+pub fn is_deletion(req: &Req) -> bool {
+    req.method == hyper::Method::DELETE
+        || req.action().is_some_and(|a| {
+            [
+                "Delete",
+                "Remove",
+                "Stop",
+                "Unsubscribe",
+                "Deregister",
+                "Detach",
+            ]
+            .iter()
+            .any(|p| a.starts_with(p))
+        })
+}
+
 /// Whether a forwarded call changes state (and so must be replayed after a restart).
 pub fn is_mutating(req: &Req) -> bool {
     use hyper::Method;

@@ -731,7 +731,16 @@ async fn run_training(cloud: Arc<Cloud>, name: String) {
             });
         }
         _ if stopped => {
-            secondary(&cloud, &name, "Stopped", "Training job stopped");
+            // A job stopped at its time limit keeps MaxRuntimeExceeded as its last secondary
+            // status, as SageMaker reports it; one stopped by StopTrainingJob ends Stopped.
+            let timed_out = cloud.sagemaker.read(|st| {
+                st.training_jobs
+                    .get(&name)
+                    .is_some_and(|j| j["SecondaryStatus"] == "MaxRuntimeExceeded")
+            });
+            if !timed_out {
+                secondary(&cloud, &name, "Stopped", "Training job stopped");
+            }
             set_job(&cloud, &name, |o| {
                 o.insert("TrainingJobStatus".into(), json!("Stopped"));
                 o.insert("TrainingEndTime".into(), json!(now));

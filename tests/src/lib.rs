@@ -163,7 +163,9 @@ impl Run {
 /// test already tore it down (see [`Cloud::torn_down`]).
 #[derive(Debug)]
 pub struct Cloud {
-    state: tempfile::TempDir,
+    /// Removed on drop when the test did not name its own directory.
+    _temp: Option<tempfile::TempDir>,
+    state: PathBuf,
     bin: PathBuf,
     root: PathBuf,
     torn_down: bool,
@@ -192,8 +194,22 @@ impl Cloud {
             state.path().display()
         );
         Cloud {
-            state,
+            state: state.path().to_path_buf(),
+            _temp: Some(state),
             bin,
+            root: repo_root(),
+            torn_down: false,
+        }
+    }
+
+    /// As [`Cloud::new`], with `DEPLOYER_STATE_DIR` at `dir` (kept when the test ends), such as
+    /// a small file system the test mounted.
+    pub fn with_state_dir(dir: PathBuf) -> Cloud {
+        eprintln!("state dir (DEPLOYER_STATE_DIR): {}", dir.display());
+        Cloud {
+            _temp: None,
+            state: dir,
+            bin: deployer_bin(),
             root: repo_root(),
             torn_down: false,
         }
@@ -201,12 +217,12 @@ impl Cloud {
 
     /// `DEPLOYER_STATE_DIR`.
     pub fn state_dir(&self) -> &Path {
-        self.state.path()
+        &self.state
     }
 
     /// The local environment's own state: `$DEPLOYER_STATE_DIR/local/`.
     pub fn env_state_dir(&self) -> PathBuf {
-        self.state.path().join("local")
+        self.state.join("local")
     }
 
     /// The deployer with this cloud's environment, run from the repository root. Inherited
@@ -219,7 +235,7 @@ impl Cloud {
                 c.env_remove(k);
             }
         }
-        c.env("DEPLOYER_STATE_DIR", self.state.path())
+        c.env("DEPLOYER_STATE_DIR", &self.state)
             .env("DEPLOYER_HYPERPARAMETERS", HYPERPARAMETERS)
             .env("DEPLOYER_NOTIFICATION_EMAIL", NOTIFICATION_EMAIL)
             .env("NO_COLOR", "1")

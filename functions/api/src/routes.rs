@@ -429,9 +429,17 @@ async fn predict_route(app: &App, req: &ApiGatewayProxyRequest) -> Reply {
         }
         None => return Err(predict::not_serving("the endpoint does not exist")),
     }
-    p.store_upload(&bytes, kind.ext(), kind.mime()).await?;
-    let answer = predict::invoke(&app.runtime, &p.settings.endpoint_name, bytes, kind).await?;
-    Ok((200, answer))
+    // The upload is kept for later review and retraining, but a prediction does not depend on
+    // it: both run at once, and a store that fails (a full bucket quota, the local cloud's
+    // disk) is logged while the user still gets the answer.
+    let (stored, answer) = tokio::join!(
+        p.store_upload(&bytes, kind.ext(), kind.mime()),
+        predict::invoke(&app.runtime, &p.settings.endpoint_name, bytes.clone(), kind)
+    );
+    if let Err(e) = stored {
+        eprintln!("warning: the upload was not kept: {e}");
+    }
+    Ok((200, answer?))
 }
 
 /// Deliberately modest: one `@`, a dotted domain, no spaces; SNS's confirmation email is the

@@ -438,10 +438,15 @@ impl Pipeline {
                 settle(moved)
             }
             Some(TrainingStatus::Failed) | Some(TrainingStatus::Stopped) => {
-                let reason = d
-                    .failure_reason
-                    .clone()
-                    .unwrap_or_else(|| format!("the job ended {}", d.status));
+                let reason = match (d.failure_reason.clone(), d.secondary_status.as_deref()) {
+                    (Some(r), _) if !r.is_empty() => r,
+                    (_, Some("MaxRuntimeExceeded")) => format!(
+                        "the job was stopped at its time limit ({} s, MaxRuntimeInSeconds; training_max_runtime_s in deployer.toml)",
+                        self.settings.training_max_runtime_s
+                    ),
+                    (_, Some(secondary)) => format!("the job ended {} ({secondary})", d.status),
+                    (_, None) => format!("the job ended {}", d.status),
+                };
                 self.training_failed(&id, d, &reason).await
             }
             _ => Ok(None),
