@@ -56,11 +56,27 @@ pub struct Routes {
     reloading: std::sync::atomic::AtomicBool,
 }
 
+/// API Gateway's limit on a REST request's line and header values together, in bytes.
+const HEADER_LIMIT: usize = 10_240;
+
 pub fn serve(cloud: Arc<Cloud>, listener: tokio::net::TcpListener) {
     // Serves for the life of the process: the task handle is not needed.
     drop(httpx::serve(listener, move |req: Request<Incoming>| {
         let cloud = cloud.clone();
         async move {
+            // API Gateway's quota on the request line and headers together.
+            let head: usize = req.uri().to_string().len()
+                + req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>();
+            if head > HEADER_LIMIT {
+                return gw_error(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request Header Fields Too Large",
+                );
+            }
             match Req::read(req, PAYLOAD_LIMIT).await {
                 Ok(r) => handle(&cloud, r).await,
                 Err(_) => gw_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long"),
@@ -69,8 +85,43 @@ pub fn serve(cloud: Arc<Cloud>, listener: tokio::net::TcpListener) {
     }));
 }
 
+/// The gateway's own refusals in the API's error shape, as the stack's gateway responses
+/// (REQUEST_TOO_LARGE, DEFAULT_4XX, DEFAULT_5XX) answer them on AWS; `message` is API
+/// Gateway's own (`$context.error.messageString`).
 fn gw_error(status: StatusCode, message: &str) -> Resp {
-    let mut r = httpx::json(status, &json!({ "message": message }));
+    let (code, fix) = match status.as_u16() {
+        413 => (
+            "payload_too_large",
+            "send at most 10 MB (API Gateway's limit); an image for /api/predict at most 4 MB",
+        ),
+        431 => (
+            "gateway_refused",
+            "send at most 10,240 bytes of request line and headers (API Gateway's limit)",
+        ),
+        400..=499 => (
+            "gateway_refused",
+            "check the method and path against the API's description (functions/api/openapi.yaml)",
+        ),
+        _ => (
+            "gateway_error",
+            "try again; if it keeps failing, the api function's log has the cause",
+        ),
+    };
+    let mut r = httpx::json(
+        status,
+        &json!({ "error": { "code": code, "message": message, "fix": fix } }),
+    );
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        hyper::header::HeaderValue::from_static("ApiGatewayError"),
+    );
+    r
+}
+
+/// API Gateway's answer to a path outside every deployed stage: no API's gateway responses
+/// apply there.
+fn no_stage() -> Resp {
+    let mut r = httpx::json(StatusCode::FORBIDDEN, &json!({ "message": "Forbidden" }));
     r.headers_mut().insert(
         "x-amzn-errortype",
         hyper::header::HeaderValue::from_static("ApiGatewayError"),
@@ -288,7 +339,7 @@ async fn handle(cloud: &Arc<Cloud>, req: Req) -> Resp {
         return if stage_known {
             gw_error(StatusCode::FORBIDDEN, "Missing Authentication Token")
         } else {
-            gw_error(StatusCode::FORBIDDEN, "Forbidden")
+            no_stage()
         };
     };
     let claims = if route.authorization == "COGNITO_USER_POOLS" {

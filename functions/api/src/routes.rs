@@ -204,8 +204,26 @@ async fn get_model(app: &App, id: &str) -> Reply {
 }
 
 /// A request body that must be a JSON object.
+/// The largest JSON body a route reads: decisions and subscriptions are a few fields, and a
+/// request of megabytes would only cost memory and time (on AWS, Lambda refuses a synchronous
+/// request over 6 MB with an opaque 500).
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
 fn json_body(req: &ApiGatewayProxyRequest, example: &str) -> Result<Map<String, Value>, ApiError> {
     let raw = req.body.as_deref().unwrap_or_default();
+    if raw.len() > MAX_JSON_BYTES * 4 / 3 + 4
+        || (!req.is_base64_encoded && raw.len() > MAX_JSON_BYTES)
+    {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "the body has {} bytes; this route reads at most {MAX_JSON_BYTES}",
+                raw.len()
+            ),
+            format!("send {example}"),
+        ));
+    }
     let text = if req.is_base64_encoded {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -429,17 +447,15 @@ async fn predict_route(app: &App, req: &ApiGatewayProxyRequest) -> Reply {
         }
         None => return Err(predict::not_serving("the endpoint does not exist")),
     }
-    // The upload is kept for later review and retraining, but a prediction does not depend on
-    // it: both run at once, and a store that fails (a full bucket quota, the local cloud's
-    // disk) is logged while the user still gets the answer.
-    let (stored, answer) = tokio::join!(
-        p.store_upload(&bytes, kind.ext(), kind.mime()),
-        predict::invoke(&app.runtime, &p.settings.endpoint_name, bytes.clone(), kind)
-    );
-    if let Err(e) = stored {
+    // The image is kept for later review and retraining once the model has classified it: an
+    // image the model refuses (corrupt, a bomb) is not stored. A store that fails (a full
+    // bucket quota, the local cloud's disk) is logged, and the user still gets the answer.
+    let answer =
+        predict::invoke(&app.runtime, &p.settings.endpoint_name, bytes.clone(), kind).await?;
+    if let Err(e) = p.store_upload(&bytes, kind.ext(), kind.mime()).await {
         eprintln!("warning: the upload was not kept: {e}");
     }
-    Ok((200, answer?))
+    Ok((200, answer))
 }
 
 /// Deliberately modest: one `@`, a dotted domain, no spaces; SNS's confirmation email is the
