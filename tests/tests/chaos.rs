@@ -257,11 +257,19 @@ fn stacks_consistent(cloud: &Cloud) -> Result<(), String> {
 /// against the endpoint and `accepted` (ids whose acceptance must not be lost). Answers the
 /// models.
 fn settled(api: &Api, accepted: &[String], timeout: Duration) -> Vec<Value> {
-    let models = wait_until("no model is training or deploying", timeout, SECOND, || {
+    let what = "no model is training or deploying, and every accepted one has left staged";
+    let models = wait_until(what, timeout, SECOND, || {
         let models = api.models();
+        // An accepted model still listed as staged is the list's freshness (another api process
+        // serves its list for up to 1 s): wait that out too. A decision really lost stays
+        // staged and ends the wait with it in the message.
         let busy: Vec<String> = models
             .iter()
-            .filter(|m| matches!(text(m, "status"), "training" | "deploying"))
+            .filter(|m| {
+                matches!(text(m, "status"), "training" | "deploying")
+                    || (text(m, "status") == "staged"
+                        && accepted.iter().any(|a| a == text(m, "id")))
+            })
             .map(|m| format!("{}={}", text(m, "id"), text(m, "status")))
             .collect();
         if busy.is_empty() {
