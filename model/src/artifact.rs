@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::CLASS_NAMES;
+use crate::effnet::{EffNet, FEATURES};
 use crate::imageio::{self, ImageError, Normalization};
 use crate::nn::{Arch, Network, NnError, Workspace};
+use crate::transfer::{Head, TransferArch, TransferNet};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "model.json";
@@ -53,7 +55,7 @@ pub struct ModelMeta {
     pub labels: Vec<String>,
     pub input_size: usize,
     pub normalization: Normalization,
-    pub architecture: Arch,
+    pub architecture: Architecture,
     pub parameters: usize,
     pub weights_file: String,
     pub weights_sha256: String,
@@ -63,10 +65,61 @@ pub struct ModelMeta {
     pub training: serde_json::Value,
 }
 
+/// What `model.json` says the network is: the small CNN (`fast` and `cnn`), or the pretrained
+/// backbone with a linear head (`accurate`). Untagged, so model directories written before
+/// the backbone existed (a CNN `architecture`) load unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Architecture {
+    Cnn(Arch),
+    Transfer(TransferArch),
+}
+
+/// The network behind a model.
+#[derive(Debug, Clone)]
+pub enum Classifier {
+    Cnn(Network),
+    Transfer(TransferNet),
+}
+
+impl Classifier {
+    pub fn param_count(&self) -> usize {
+        match self {
+            Self::Cnn(n) => n.param_count(),
+            Self::Transfer(t) => t.param_count(),
+        }
+    }
+
+    /// Multiply-accumulates of one forward pass.
+    pub fn macs(&self) -> usize {
+        match self {
+            Self::Cnn(n) => n.arch.macs(),
+            // The backbone's count at its input size (EfficientNet-Lite0: about 400 M at 224).
+            Self::Transfer(t) => {
+                (400_000_000.0 * (t.arch.input_size as f64 / 224.0).powi(2)) as usize
+            }
+        }
+    }
+
+    fn input_size(&self) -> usize {
+        match self {
+            Self::Cnn(n) => n.arch.input_size,
+            Self::Transfer(t) => t.arch.input_size,
+        }
+    }
+
+    fn architecture(&self) -> Architecture {
+        match self {
+            Self::Cnn(n) => Architecture::Cnn(n.arch.clone()),
+            Self::Transfer(t) => Architecture::Transfer(t.arch.clone()),
+        }
+    }
+}
+
 /// A loaded (or freshly trained) model, ready for inference.
 #[derive(Debug, Clone)]
 pub struct Model {
-    pub net: Network,
+    pub net: Classifier,
     pub meta: ModelMeta,
 }
 
@@ -84,22 +137,46 @@ thread_local! {
     static WORKSPACE: RefCell<Option<(Arch, Workspace)>> = const { RefCell::new(None) };
 }
 
-fn weights_bytes(net: &Network) -> Result<Vec<u8>, String> {
-    let specs = net.arch.param_specs();
-    let raw: Vec<Vec<u8>> = net
-        .params
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The weights file: the CNN's tensors, or the pretrained backbone's tensors exactly as
+/// converted (PyTorch names, BatchNorm unfolded, so the file is the package's weights plus the
+/// head) and `head.weight`/`head.bias`.
+fn weights_bytes(net: &Classifier) -> Result<Vec<u8>, String> {
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let backbone = match net {
+        Classifier::Cnn(n) => {
+            for ((name, shape), p) in n.arch.param_specs().into_iter().zip(&n.params) {
+                owned.push((name, shape, le_bytes(p)));
+            }
+            None
+        }
+        Classifier::Transfer(t) => {
+            let classes = t.arch.classes;
+            owned.push((
+                "head.weight".into(),
+                vec![classes, FEATURES],
+                le_bytes(&t.head.w),
+            ));
+            owned.push(("head.bias".into(), vec![classes], le_bytes(&t.head.b)));
+            Some(SafeTensors::deserialize(crate::effnet::EMBEDDED).map_err(|e| {
+                format!("the embedded backbone weights are unreadable ({e}); rebuild waste-model after ./dev setup")
+            })?)
+        }
+    };
+    let mut views: Vec<(String, TensorView<'_>)> = owned
         .iter()
-        .map(|p| p.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = specs
-        .iter()
-        .zip(&raw)
-        .map(|((name, shape), bytes)| {
+        .map(|(name, shape, bytes)| {
             TensorView::new(Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<_, _>>()?;
+    if let Some(st) = &backbone {
+        views.extend(st.tensors());
+    }
     let mut info = HashMap::new();
     info.insert("format".to_string(), FORMAT.to_string());
     safetensors::tensor::serialize(views, &Some(info)).map_err(|e| e.to_string())
@@ -136,7 +213,7 @@ pub fn now_iso8601() -> String {
 impl Model {
     /// Wraps a trained network with its description; `weights_sha256` is filled in on save.
     pub fn new(
-        net: Network,
+        net: Classifier,
         normalization: Normalization,
         dataset: serde_json::Value,
         training: serde_json::Value,
@@ -144,10 +221,10 @@ impl Model {
         let meta = ModelMeta {
             format: FORMAT.into(),
             labels: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-            input_size: net.arch.input_size,
+            input_size: net.input_size(),
             normalization,
             parameters: net.param_count(),
-            architecture: net.arch.clone(),
+            architecture: net.architecture(),
             weights_file: WEIGHTS_FILE.into(),
             weights_sha256: String::new(),
             dataset,
@@ -201,36 +278,70 @@ impl Model {
             reason,
         };
         let st = SafeTensors::deserialize(&bytes).map_err(|e| werr(e.to_string()))?;
-        let mut params = Vec::new();
-        for (name, shape) in meta.architecture.param_specs() {
+        let mismatch = |why: &str| ArtifactError::Mismatch {
+            path: dir.display().to_string(),
+            source: NnError::Arch(why.into()),
+        };
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ArtifactError> {
             let t = st
-                .tensor(&name)
+                .tensor(name)
                 .map_err(|e| werr(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F32 || t.shape() != shape.as_slice() {
+            if t.dtype() != Dtype::F32 || t.shape() != shape {
                 return Err(werr(format!(
                     "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
                     t.dtype(),
                     t.shape()
                 )));
             }
-            params.push(
-                t.data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            );
-        }
-        let net = Network::from_params(meta.architecture.clone(), params).map_err(|source| {
-            ArtifactError::Mismatch {
-                path: dir.display().to_string(),
-                source,
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let net = match &meta.architecture {
+            Architecture::Cnn(arch) => {
+                let mut params = Vec::new();
+                for (name, shape) in arch.param_specs() {
+                    params.push(read(&name, &shape)?);
+                }
+                let net = Network::from_params(arch.clone(), params).map_err(|source| {
+                    ArtifactError::Mismatch {
+                        path: dir.display().to_string(),
+                        source,
+                    }
+                })?;
+                Classifier::Cnn(net)
             }
-        })?;
-        if meta.labels.len() != net.arch.classes || meta.input_size != net.arch.input_size {
-            return Err(ArtifactError::Mismatch {
-                path: dir.display().to_string(),
-                source: NnError::Arch("labels or input_size disagree with the architecture".into()),
-            });
+            Architecture::Transfer(arch) => {
+                if arch.backbone != crate::effnet::NAME || arch.features != FEATURES {
+                    return Err(mismatch(&format!(
+                        "backbone `{}` with {} features is not one this binary has ({} with {FEATURES})",
+                        arch.backbone,
+                        arch.features,
+                        crate::effnet::NAME
+                    )));
+                }
+                let backbone =
+                    EffNet::from_safetensors(&bytes).map_err(|e| werr(format!("backbone: {e}")))?;
+                let head = Head {
+                    w: read("head.weight", &[arch.classes, FEATURES])?,
+                    b: read("head.bias", &[arch.classes])?,
+                };
+                Classifier::Transfer(TransferNet {
+                    arch: arch.clone(),
+                    backbone: std::sync::Arc::new(backbone),
+                    head,
+                })
+            }
+        };
+        let classes = match &meta.architecture {
+            Architecture::Cnn(a) => a.classes,
+            Architecture::Transfer(a) => a.classes,
+        };
+        if meta.labels.len() != classes || meta.input_size != net.input_size() {
+            return Err(mismatch(
+                "labels or input_size disagree with the architecture",
+            ));
         }
         Ok(Self { net, meta })
     }
@@ -249,13 +360,21 @@ impl Model {
 
     /// Class probabilities of one prepared (normalised CHW) input.
     pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>, NnError> {
+        let net = match &self.net {
+            Classifier::Cnn(n) => n,
+            Classifier::Transfer(t) => {
+                return t
+                    .probabilities(input)
+                    .map_err(|e| NnError::Arch(e.to_string()))
+            }
+        };
         WORKSPACE.with(|cell| {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|(a, _)| *a != self.net.arch) {
-                *slot = Some((self.net.arch.clone(), Workspace::new(&self.net.arch)));
+            if slot.as_ref().is_none_or(|(a, _)| *a != net.arch) {
+                *slot = Some((net.arch.clone(), Workspace::new(&net.arch)));
             }
             match slot.as_mut() {
-                Some((_, ws)) => self.net.predict(input, ws),
+                Some((_, ws)) => net.predict(input, ws),
                 None => Err(NnError::Arch("workspace missing".into())),
             }
         })
@@ -305,14 +424,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let net = Network::new_random(Arch::default_for(64, 4), &mut Rng::new(5)).unwrap();
         let mut m = Model::new(
-            net,
+            Classifier::Cnn(net),
             Normalization::default(),
             serde_json::json!({}),
             serde_json::json!({}),
         );
         m.save(dir.path()).unwrap();
         let back = Model::load(dir.path()).unwrap();
-        assert_eq!(back.net.params, m.net.params);
+        match (&back.net, &m.net) {
+            (Classifier::Cnn(a), Classifier::Cnn(b)) => assert_eq!(a.params, b.params),
+            _ => panic!("a CNN came back as another kind of network"),
+        }
         assert_eq!(back.meta, m.meta);
         assert!(back.fingerprint_id().starts_with("waste-model-"));
 

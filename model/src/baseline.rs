@@ -105,6 +105,7 @@ mod tests {
         let mk = |v: u8, label| Sample {
             rgb: vec![v; 48],
             label,
+            ..Sample::default()
         };
         let train: Vec<Sample> = (0..40)
             .map(|i| {

@@ -251,7 +251,7 @@ pub fn run(
         .build()
         .map_err(net_err("start the async runtime"))?;
     let parameters = model.net.param_count();
-    let macs = model.net.arch.macs();
+    let macs = model.net.macs();
     let input_size = model.meta.input_size;
     let inv = rt.block_on(async {
         let server = crate::serve::start(([127, 0, 0, 1], 0).into(), Some("bench".into()))

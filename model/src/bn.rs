@@ -29,7 +29,9 @@ pub struct BnNet {
 /// Per-image buffers for one training step.
 #[derive(Debug)]
 struct ImgState {
-    label: usize,
+    /// The target distribution over classes: one-hot for a hard label, or a mix of the label
+    /// and a teacher's probabilities when distilling.
+    target: Vec<f32>,
     acts: Vec<Vec<f32>>,
     xhat: Vec<Vec<f32>>,
     cols: Vec<Vec<f32>>,
@@ -141,12 +143,34 @@ impl BnNet {
         momentum: f32,
         threads: usize,
     ) -> Result<(f32, Vec<Vec<f32>>), NnError> {
+        let classes = self.arch.classes;
+        let mut targeted = Vec::with_capacity(inputs.len());
+        for (x, label) in inputs {
+            if label >= classes {
+                return Err(NnError::Arch(format!("label {label} out of range")));
+            }
+            let mut t = vec![0.0; classes];
+            t[label] = 1.0;
+            targeted.push((x, t));
+        }
+        self.step_targets(targeted, grads, momentum, threads)
+    }
+
+    /// [`BnNet::step`] with a target distribution per image (soft-target cross-entropy
+    /// `-sum q log p`, whose gradient at the logits is `p - q`): distillation's loss.
+    pub fn step_targets(
+        &mut self,
+        inputs: Vec<(Vec<f32>, Vec<f32>)>,
+        grads: &mut [Vec<f32>],
+        momentum: f32,
+        threads: usize,
+    ) -> Result<(f32, Vec<Vec<f32>>), NnError> {
         let arch = &self.arch;
         let shapes = arch.shapes();
         let want = arch.in_channels * arch.input_size * arch.input_size;
         let max_act = shapes.iter().map(|&(c, h, w)| c * h * w).max().unwrap_or(0);
         let mut states = Vec::with_capacity(inputs.len());
-        for (x, label) in inputs {
+        for (x, target) in inputs {
             if x.len() != want {
                 return Err(NnError::Input {
                     got: x.len(),
@@ -154,8 +178,11 @@ impl BnNet {
                     size: arch.input_size,
                 });
             }
-            if label >= arch.classes {
-                return Err(NnError::Arch(format!("label {label} out of range")));
+            if target.len() != arch.classes || target.iter().any(|q| !q.is_finite()) {
+                return Err(NnError::Arch(format!(
+                    "a target needs {} finite probabilities",
+                    arch.classes
+                )));
             }
             let mut acts = vec![x];
             let mut xhat = Vec::new();
@@ -167,7 +194,7 @@ impl BnNet {
                 cols.push(vec![0.0; shapes[i].0 * 9 * h * w]);
             }
             states.push(ImgState {
-                label,
+                target,
                 acts,
                 xhat,
                 cols,
@@ -266,11 +293,16 @@ impl BnNet {
                     })
                     .collect();
                 st.probs = softmax(&logits);
-                st.loss = -st.probs[st.label].max(1e-12).ln();
+                st.loss = -st
+                    .target
+                    .iter()
+                    .zip(&st.probs)
+                    .map(|(q, p)| q * p.max(1e-12).ln())
+                    .sum::<f32>();
                 total += st.loss;
                 let mut dpooled = vec![0.0f32; f];
                 for k in 0..arch.classes {
-                    let d = (st.probs[k] - if k == st.label { 1.0 } else { 0.0 }) * scale;
+                    let d = (st.probs[k] - st.target[k]) * scale;
                     gb[0][k] += d;
                     for j in 0..f {
                         gw[k * f + j] += d * pooled[j];

@@ -66,6 +66,10 @@ pub enum Command {
         count: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// `realistic`: photo-like sizes (180 to 800 px), uneven light, colour casts, grey
+        /// images and PNGs (the model README's benchmark).
+        #[arg(long, value_enum, default_value_t = waste_model::synth::Style::Plain)]
+        style: waste_model::synth::Style,
     },
     /// Measure forward-pass and /invocations latency, model size and peak memory.
     Bench {
@@ -194,13 +198,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Synth { out, count, seed } => {
-            let s = waste_model::synth::write_dataset(&out, count, seed).with_context(|| {
-                format!(
-                    "failed to write the synthetic data set to {}",
-                    out.display()
-                )
-            })?;
+        Command::Synth {
+            out,
+            count,
+            seed,
+            style,
+        } => {
+            let s = waste_model::synth::write_dataset_styled(&out, count, seed, style)
+                .with_context(|| {
+                    format!(
+                        "failed to write the synthetic data set to {}",
+                        out.display()
+                    )
+                })?;
             eprintln!(
                 "wrote {} synthetic images ({} train, {} test; {} Organic) to {}",
                 s.count,

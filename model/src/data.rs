@@ -102,10 +102,12 @@ pub fn resolve(dir: &Path) -> Result<Resolved, DataError> {
 }
 
 /// One decoded, resized image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub rgb: Vec<u8>,
     pub label: usize,
+    /// The same image at the pretrained backbone's input size (empty unless asked for).
+    pub teacher: Vec<u8>,
 }
 
 /// Counts recorded in the fingerprint and metrics.
@@ -134,6 +136,16 @@ pub fn is_synthetic(dir: &Path) -> bool {
 
 /// Decodes every file in the class folders of `root` to `size`×`size` RGB8, on `threads` threads.
 pub fn load(root: &Path, size: usize, threads: usize) -> Result<LoadedSet, DataError> {
+    load_sized(root, size, None, threads)
+}
+
+/// [`load`], also resizing each image to `teacher`×`teacher` (from the same decode) when asked.
+pub fn load_sized(
+    root: &Path,
+    size: usize,
+    teacher: Option<usize>,
+    threads: usize,
+) -> Result<LoadedSet, DataError> {
     let classes = class_dirs(root)?;
     if classes.is_empty() {
         return Err(DataError::NoClasses(root.display().to_string()));
@@ -150,14 +162,15 @@ pub fn load(root: &Path, size: usize, threads: usize) -> Result<LoadedSet, DataE
             }
         }
     }
-    type Decoded = (usize, PathBuf, Result<(Vec<u8>, [u8; 32]), String>);
+    type Decoded = (usize, PathBuf, Result<(Vec<u8>, Vec<u8>, [u8; 32]), String>);
     let decode_one = |(label, path): &(usize, PathBuf)| -> Decoded {
         let res = std::fs::read(path)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 let hash: [u8; 32] = Sha256::digest(&bytes).into();
                 let img = imageio::decode(&bytes).map_err(|e| e.to_string())?;
-                Ok((imageio::resize_square(&img, size), hash))
+                let big = teacher.map_or_else(Vec::new, |t| imageio::resize_square(&img, t));
+                Ok((imageio::resize_square(&img, size), big, hash))
             });
         (*label, path.clone(), res)
     };
@@ -178,7 +191,7 @@ pub fn load(root: &Path, size: usize, threads: usize) -> Result<LoadedSet, DataE
     let mut stats = SetStats::default();
     for (label, path, res) in decoded {
         match res {
-            Ok((rgb, hash)) => {
+            Ok((rgb, teacher, hash)) => {
                 let rel = path.strip_prefix(root).unwrap_or(&path);
                 hasher.update(format!(
                     "{label}\t{}\t{}\n",
@@ -190,7 +203,11 @@ pub fn load(root: &Path, size: usize, threads: usize) -> Result<LoadedSet, DataE
                 } else {
                     stats.recyclable += 1;
                 }
-                samples.push(Sample { rgb, label });
+                samples.push(Sample {
+                    rgb,
+                    label,
+                    teacher,
+                });
             }
             Err(reason) => {
                 stats.skipped += 1;
@@ -286,6 +303,7 @@ mod tests {
             .map(|i| Sample {
                 rgb: vec![i as u8],
                 label: usize::from(i >= 56),
+                ..Sample::default()
             })
             .collect();
         let (train, val) = stratified_split(samples.clone(), 0.25, 7);

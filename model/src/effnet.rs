@@ -21,6 +21,8 @@ use safetensors::SafeTensors;
 use crate::imageio::Normalization;
 use crate::nn::gemm;
 
+/// The backbone's name in `model.json`.
+pub const NAME: &str = "efficientnet-lite0";
 /// Length of the pooled feature vector the backbone gives each image.
 pub const FEATURES: usize = 1280;
 /// ImageNet classes of the original classifier head.

@@ -29,6 +29,24 @@ pub enum HparamError {
     },
 }
 
+/// Which network a training run produces (`arch`, also accepted as `model.arch`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelArch {
+    /// The small CNN, distilled from the pretrained backbone's linear head: served fast.
+    Fast,
+    /// The pretrained backbone (frozen) with a linear head: served as is, several ms a photo.
+    Accurate,
+    /// The small CNN from its labels alone (no pretrained weights involved).
+    Cnn,
+}
+
+impl ModelArch {
+    pub fn uses_backbone(self) -> bool {
+        self != Self::Cnn
+    }
+}
+
 /// Every setting of a training run; all are recorded in model.json.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HyperParams {
@@ -46,6 +64,9 @@ pub struct HyperParams {
     pub augment: bool,
     pub warmup_epochs: usize,
     pub threads: usize,
+    pub arch: ModelArch,
+    /// Input size of the pretrained backbone (the teacher, or the `accurate` model itself).
+    pub teacher_size: usize,
 }
 
 impl Default for HyperParams {
@@ -65,11 +86,15 @@ impl Default for HyperParams {
             augment: true,
             warmup_epochs: 1,
             threads: 2,
+            arch: ModelArch::Fast,
+            teacher_size: 128,
         }
     }
 }
 
-pub const KNOWN: [&str; 12] = [
+pub const KNOWN: [&str; 14] = [
+    "arch",
+    "teacher_size",
     "epochs",
     "learning_rate",
     "batch_size",
@@ -165,6 +190,28 @@ impl HyperParams {
                 }
                 "warmup_epochs" => {
                     h.warmup_epochs = parse(key, v, |&n| n <= 100, "an integer 0..=100")?
+                }
+                "arch" | "model.arch" => {
+                    h.arch = match v.trim().to_ascii_lowercase().as_str() {
+                        "fast" => ModelArch::Fast,
+                        "accurate" => ModelArch::Accurate,
+                        "cnn" => ModelArch::Cnn,
+                        _ => {
+                            return Err(HparamError::Invalid {
+                                key: key.clone(),
+                                value: v.into(),
+                                why: "one of fast (the small CNN distilled from the pretrained backbone; the default), accurate (the pretrained backbone with a linear head, slower to serve) or cnn (the small CNN from labels alone)".into(),
+                            })
+                        }
+                    }
+                }
+                "teacher_size" => {
+                    h.teacher_size = parse(
+                        key,
+                        v,
+                        |&n| (64..=320).contains(&n),
+                        "an integer 64..=320 (the pretrained backbone's input size)",
+                    )?
                 }
                 "threads" => {
                     h.threads = parse(key, v, |&n| (1..=64).contains(&n), "an integer 1..=64")?
@@ -263,5 +310,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch_size") && err.contains("lots"), "{err}");
+        let err = HyperParams::from_map(&map(&[("model.arch", "huge")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fast") && err.contains("accurate"), "{err}");
+        let h = HyperParams::from_map(&map(&[("model.arch", "Accurate")])).unwrap();
+        assert_eq!(h.arch, ModelArch::Accurate);
+        assert_eq!(HyperParams::default().arch, ModelArch::Fast);
     }
 }

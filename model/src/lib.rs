@@ -16,3 +16,4 @@ pub mod rng;
 pub mod serve;
 pub mod synth;
 pub mod train;
+pub mod transfer;

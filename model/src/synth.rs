@@ -221,8 +221,62 @@ pub fn render_sized(rng: &mut Rng, recyclable: bool, w: u32, h: u32) -> RgbImage
     img
 }
 
+/// How photo-like the images are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Style {
+    /// 72 to 128 px JPEGs under even light: the tests' quick set.
+    #[default]
+    Plain,
+    /// What real photos vary in: 180 to 320 px (one in ten 400 to 800 px, not square),
+    /// uneven light (a brightness ramp across the picture), a colour cast, one in ten grey,
+    /// one in five saved as PNG.
+    Realistic,
+}
+
+/// The realistic style's changes to a rendered image (see [`Style::Realistic`]).
+fn photo_like(rng: &mut Rng, img: &mut RgbImage) {
+    let (w, h) = img.dimensions();
+    let angle = rng.f32() * std::f32::consts::TAU;
+    let (dx, dy) = (angle.cos(), angle.sin());
+    let (lo, hi) = (0.55 + 0.3 * rng.f32(), 1.05 + 0.3 * rng.f32());
+    let cast = [
+        0.85 + 0.3 * rng.f32(),
+        0.85 + 0.3 * rng.f32(),
+        0.85 + 0.3 * rng.f32(),
+    ];
+    let grey = rng.f32() < 0.1;
+    let diag = ((w * w + h * h) as f32).sqrt().max(1.0);
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        let t = (((x as f32 - w as f32 / 2.0) * dx + (y as f32 - h as f32 / 2.0) * dy) / diag)
+            .clamp(-0.5, 0.5)
+            + 0.5;
+        let light = lo + (hi - lo) * t;
+        let mut v = [0.0f32; 3];
+        for c in 0..3 {
+            v[c] = f32::from(px[c]) * light * cast[c];
+        }
+        if grey {
+            let l = 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
+            v = [l; 3];
+        }
+        for c in 0..3 {
+            px[c] = v[c].clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
 /// Writes `count` images (about 56% Organic, 80% in `TRAIN/`) under `out` in the Kaggle layout.
 pub fn write_dataset(out: &Path, count: usize, seed: u64) -> Result<SynthSummary, SynthError> {
+    write_dataset_styled(out, count, seed, Style::Plain)
+}
+
+/// [`write_dataset`] in a chosen [`Style`].
+pub fn write_dataset_styled(
+    out: &Path,
+    count: usize,
+    seed: u64,
+    style: Style,
+) -> Result<SynthSummary, SynthError> {
     if count < 10 {
         return Err(SynthError::Count(count));
     }
@@ -237,7 +291,11 @@ pub fn write_dataset(out: &Path, count: usize, seed: u64) -> Result<SynthSummary
     let n_test = count / 5;
     let mut summary = SynthSummary {
         synthetic: true,
-        generator: "waste-model synth v1 (shape-only, shared palette)".into(),
+        generator: match style {
+            Style::Plain => "waste-model synth v1 (shape-only, shared palette)",
+            Style::Realistic => "waste-model synth v1 realistic (shape-only, shared palette, photo-like sizes, light, grey, PNG)",
+        }
+        .into(),
         seed,
         count,
         train: count - n_test,
@@ -254,12 +312,29 @@ pub fn write_dataset(out: &Path, count: usize, seed: u64) -> Result<SynthSummary
     for (i, &recyclable) in labels.iter().enumerate() {
         let split = if i < count - n_test { "TRAIN" } else { "TEST" };
         let class = if recyclable { "R" } else { "O" };
-        let img = render(&mut rng, recyclable);
+        let (bytes, ext) = match style {
+            Style::Plain => (encode_jpeg(&render(&mut rng, recyclable), 90)?, "jpg"),
+            Style::Realistic => {
+                let (w, h) = if rng.f32() < 0.1 {
+                    (400 + rng.below(401) as u32, 300 + rng.below(301) as u32)
+                } else {
+                    let side = 180 + rng.below(141) as u32;
+                    (side, side)
+                };
+                let mut img = render_sized(&mut rng, recyclable, w, h);
+                photo_like(&mut rng, &mut img);
+                if rng.f32() < 0.2 {
+                    (crate::imageio::encode_png(&img)?, "png")
+                } else {
+                    (encode_jpeg(&img, 70 + rng.below(26) as u8)?, "jpg")
+                }
+            }
+        };
         let path = out
             .join(split)
             .join(class)
-            .join(format!("{class}_{i:06}.jpg"));
-        std::fs::write(&path, encode_jpeg(&img, 90)?).map_err(io(&path))?;
+            .join(format!("{class}_{i:06}.{ext}"));
+        std::fs::write(&path, bytes).map_err(io(&path))?;
     }
     summary.synthetic = true;
     let marker = serde_json::to_vec_pretty(&summary).unwrap_or_default();

@@ -12,14 +12,16 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::artifact::{self, ArtifactError, Model};
+use crate::artifact::{self, ArtifactError, Classifier, Model};
 use crate::bn::BnNet;
 use crate::data::{self, DataError, Sample, SetStats};
-use crate::hparams::{HparamError, HyperParams};
+use crate::effnet::{BackboneError, EffNet, FEATURES, NAME as BACKBONE};
+use crate::hparams::{HparamError, HyperParams, ModelArch};
 use crate::imageio::{to_tensor, Normalization};
 use crate::metrics::{self, Metrics};
 use crate::nn::{Arch, Network, NnError, Workspace};
 use crate::rng::Rng;
+use crate::transfer::{self, Head, HeadFit, TransferArch, TransferError, TransferNet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -31,6 +33,8 @@ pub enum TrainError {
     Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Nn(#[from] NnError),
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
     #[error("no training channel: put images in {0}/O and {0}/R (or the Kaggle TRAIN/ and TEST/ folders)")]
     NoTrainChannel(String),
     #[error("the validation set is empty: add images to the validation channel or more images per class")]
@@ -215,6 +219,52 @@ pub fn evaluate_samples(
     Ok(metrics::compute(&labels, &probs, loss))
 }
 
+/// Metrics of any saved model (CNN or backbone + head) on samples at its input size.
+pub fn evaluate_model(
+    model: &Model,
+    samples: &[Sample],
+    threads: usize,
+) -> Result<Metrics, NnError> {
+    let size = model.meta.input_size;
+    let norm = &model.meta.normalization;
+    let chunk = samples.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Result<Vec<(f32, f64)>, NnError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = samples
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|smp| {
+                            let p = model.probabilities(&to_tensor(&smp.rgb, size, norm))?;
+                            Ok((p[1], -f64::from(p[smp.label].max(1e-7)).ln()))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(NnError::Arch("prediction thread panicked".into())))
+            })
+            .collect()
+    });
+    let (mut probs, mut loss) = (Vec::with_capacity(samples.len()), 0.0);
+    for part in parts {
+        for (p, l) in part? {
+            probs.push(p);
+            loss += l;
+        }
+    }
+    let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
+    Ok(metrics::compute(
+        &labels,
+        &probs,
+        loss / samples.len().max(1) as f64,
+    ))
+}
+
 /// Trains a fresh network on `train`, early-stopping on `val`; returns the best epoch's network.
 /// One line per epoch goes to `log` in the format the README's MetricDefinitions scrape.
 pub fn fit(
@@ -225,6 +275,26 @@ pub fn fit(
     stop: &AtomicBool,
     log: &mut dyn Write,
 ) -> Result<(Network, FitReport), TrainError> {
+    fit_distilled(train, None, val, hp, norm, stop, log)
+}
+
+/// [`fit`] towards distillation targets: with `teacher` (one probability vector per training
+/// sample, e.g. [`transfer::out_of_fold_probabilities`]) each image's target mixes its label
+/// with the teacher's probabilities ([`transfer::target`]); validation still scores labels.
+pub fn fit_distilled(
+    train: &[Sample],
+    teacher: Option<&[Vec<f32>]>,
+    val: &[Sample],
+    hp: &HyperParams,
+    norm: &Normalization,
+    stop: &AtomicBool,
+    log: &mut dyn Write,
+) -> Result<(Network, FitReport), TrainError> {
+    if teacher.is_some_and(|t| t.len() != train.len()) {
+        return Err(TrainError::Nn(NnError::Arch(
+            "one teacher probability vector per training sample is needed".into(),
+        )));
+    }
     if val.is_empty() {
         return Err(TrainError::EmptyValidation);
     }
@@ -258,7 +328,7 @@ pub fn fit(
                 continue;
             }
             lr = lr_at(hp.learning_rate, step, warmup, total);
-            let inputs: Vec<(Vec<f32>, usize)> = idx
+            let inputs: Vec<(Vec<f32>, Vec<f32>)> = idx
                 .iter()
                 .map(|&i| {
                     let smp = &train[i];
@@ -267,10 +337,18 @@ pub fn fit(
                     } else {
                         to_tensor(&smp.rgb, hp.image_size, norm)
                     };
-                    (x, smp.label)
+                    let target = match teacher {
+                        Some(t) => transfer::target(smp.label, &t[i]),
+                        None => {
+                            let mut t = vec![0.0; 2];
+                            t[smp.label.min(1)] = 1.0;
+                            t
+                        }
+                    };
+                    (x, target)
                 })
                 .collect();
-            let (loss, _) = bn.step(inputs, &mut grads, 0.1, threads)?;
+            let (loss, _) = bn.step_targets(inputs, &mut grads, 0.1, threads)?;
             train_loss += f64::from(loss) * idx.len() as f64;
             seen += idx.len();
             opt.step(&mut bn.params, &grads, lr, hp.weight_decay);
@@ -319,6 +397,112 @@ pub fn fit(
     ))
 }
 
+/// The pretrained backbone's linear head fitted on the training set's features, scored on the
+/// validation set: the `accurate` model itself, and the teacher of `fast`.
+struct Teacher {
+    backbone: EffNet,
+    head: Head,
+    train_features: Vec<Vec<f32>>,
+    train_labels: Vec<usize>,
+    train_loss: f64,
+    metrics: Metrics,
+    seconds: f64,
+    features_seconds: f64,
+    l2: f32,
+}
+
+impl Teacher {
+    /// Computes both sets' features (freeing their teacher-size images) and fits the head.
+    fn fit(
+        backbone: EffNet,
+        train: &mut [Sample],
+        val: &mut [Sample],
+        hp: &HyperParams,
+        stop: &AtomicBool,
+        log: &mut dyn Write,
+    ) -> Result<Self, TrainError> {
+        if val.is_empty() {
+            return Err(TrainError::EmptyValidation);
+        }
+        let started = Instant::now();
+        let size = hp.teacher_size;
+        let feats = |set: &mut [Sample]| -> Result<Vec<Vec<f32>>, TrainError> {
+            let f = transfer::features(&backbone, set, size, hp.threads, stop).map_err(
+                |e| match e {
+                    TransferError::Stopped => TrainError::Stopped,
+                    TransferError::Backbone(b) => TrainError::Backbone(b),
+                },
+            )?;
+            set.iter_mut().for_each(|s| s.teacher = Vec::new());
+            Ok(f)
+        };
+        let train_features = feats(train)?;
+        let val_features = feats(val)?;
+        let features_seconds = started.elapsed().as_secs_f64();
+        let train_labels: Vec<usize> = train.iter().map(|s| s.label).collect();
+        let val_labels: Vec<usize> = val.iter().map(|s| s.label).collect();
+        let (head, l2) = transfer::select_head(
+            &train_features,
+            &train_labels,
+            (&val_features, &val_labels),
+            2,
+        );
+        let probs: Vec<f32> = val_features
+            .iter()
+            .map(|f| crate::nn::softmax(&head.logits(f))[1])
+            .collect();
+        let val_loss = transfer::loss(&head, &val_features, &val_labels);
+        let metrics = metrics::compute(&val_labels, &probs, val_loss);
+        let train_loss = transfer::loss(&head, &train_features, &train_labels);
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = writeln!(
+            log,
+            "teacher: {BACKBONE} at {size}x{size} + linear head: val_accuracy={:.4} val_loss={:.4} ({} + {} images, features {features_seconds:.1} s, total {seconds:.1} s, l2 {l2})",
+            metrics.accuracy,
+            metrics.loss,
+            train.len(),
+            val.len()
+        );
+        Ok(Self {
+            backbone,
+            head,
+            train_features,
+            train_labels,
+            train_loss,
+            metrics,
+            seconds,
+            features_seconds,
+            l2,
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "backbone": BACKBONE,
+            "val_accuracy": self.metrics.accuracy,
+            "val_loss": self.metrics.loss,
+            "val_f1": self.metrics.f1,
+            "seconds": self.seconds,
+            "features_seconds": self.features_seconds,
+            "l2": self.l2,
+        })
+    }
+
+    fn net(self, size: usize) -> TransferNet {
+        TransferNet {
+            arch: TransferArch {
+                name: "effnet-lite0-linear".into(),
+                backbone: BACKBONE.into(),
+                input_size: size,
+                features: FEATURES,
+                classes: 2,
+            },
+            backbone: std::sync::Arc::new(self.backbone),
+            head: self.head,
+        }
+    }
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), TrainError> {
     let werr = |source| TrainError::Write {
         path: path.display().to_string(),
@@ -354,12 +538,20 @@ pub fn run(root: &MlRoot, stop: &AtomicBool, log: &mut dyn Write) -> Result<Metr
         return Err(TrainError::NoTrainChannel(train_dir.display().to_string()));
     }
     let resolved = data::resolve(&train_dir)?;
-    let loaded = data::load(&resolved.main, hp.image_size, hp.threads)?;
+    // The backbone first: a build without its weights fails before minutes of decoding.
+    let backbone = if hp.arch.uses_backbone() {
+        Some(EffNet::embedded()?)
+    } else {
+        None
+    };
+    let teacher_size = backbone.as_ref().map(|_| hp.teacher_size);
+    let load = |dir: &Path| data::load_sized(dir, hp.image_size, teacher_size, hp.threads);
+    let loaded = load(&resolved.main)?;
     let val_channel = root.channel("validation");
     let (train, val, val_source, val_loaded) = if val_channel.is_dir() {
         let r = data::resolve(&val_channel)?;
         let dir = r.kaggle_test.unwrap_or(r.main);
-        let v = data::load(&dir, hp.image_size, hp.threads)?;
+        let v = load(&dir)?;
         (
             loaded.samples,
             v.samples,
@@ -367,7 +559,7 @@ pub fn run(root: &MlRoot, stop: &AtomicBool, log: &mut dyn Write) -> Result<Metr
             Some((v.fingerprint, v.stats)),
         )
     } else if let Some(test) = &resolved.kaggle_test {
-        let v = data::load(test, hp.image_size, hp.threads)?;
+        let v = load(test)?;
         (
             loaded.samples,
             v.samples,
@@ -402,11 +594,62 @@ pub fn run(root: &MlRoot, stop: &AtomicBool, log: &mut dyn Write) -> Result<Metr
             ""
         }
     );
-    let norm = Normalization::default();
-    let (net, report) = fit(&train, &val, &hp, &norm, stop, log)?;
-    let mut metrics = evaluate_samples(&net, &val, &norm, hp.threads)?;
+    let (net, norm, mut metrics, report, teacher) = match backbone {
+        None => {
+            let norm = Normalization::default();
+            let (net, report) = fit(&train, &val, &hp, &norm, stop, log)?;
+            let m = evaluate_samples(&net, &val, &norm, hp.threads)?;
+            (Classifier::Cnn(net), norm, m, report, None)
+        }
+        Some(backbone) => {
+            let mut train = train;
+            let mut val = val;
+            let t = Teacher::fit(backbone, &mut train, &mut val, &hp, stop, log)?;
+            let teacher_json = t.json();
+            if hp.arch == ModelArch::Accurate {
+                let _ = writeln!(
+                    log,
+                    "epoch=1 train_loss={:.4} val_loss={:.4} val_accuracy={:.4} val_f1={:.4} val_auc={} lr={:.6} seconds={:.2}",
+                    t.train_loss,
+                    t.metrics.loss,
+                    t.metrics.accuracy,
+                    t.metrics.f1,
+                    t.metrics.auc_roc.map_or("nan".to_string(), |a| format!("{a:.4}")),
+                    HeadFit::default().learning_rate,
+                    t.seconds
+                );
+                let report = FitReport {
+                    epochs_run: 1,
+                    best_epoch: 1,
+                    best_val_loss: t.metrics.loss,
+                    seconds: t.seconds,
+                };
+                let m = t.metrics.clone();
+                (
+                    Classifier::Transfer(t.net(hp.teacher_size)),
+                    crate::effnet::NORMALIZATION,
+                    m,
+                    report,
+                    Some(teacher_json),
+                )
+            } else {
+                let soft = transfer::out_of_fold_probabilities(
+                    &t.train_features,
+                    &t.train_labels,
+                    2,
+                    t.l2,
+                );
+                drop(t);
+                let norm = Normalization::default();
+                let (net, report) =
+                    fit_distilled(&train, Some(&soft), &val, &hp, &norm, stop, log)?;
+                let m = evaluate_samples(&net, &val, &norm, hp.threads)?;
+                (Classifier::Cnn(net), norm, m, report, Some(teacher_json))
+            }
+        }
+    };
     metrics.dataset = dataset.clone();
-    let training = json!({
+    let mut training = json!({
         "hyperparameters": hp,
         "started_at": started_at,
         "finished_at": artifact::now_iso8601(),
@@ -415,6 +658,9 @@ pub fn run(root: &MlRoot, stop: &AtomicBool, log: &mut dyn Write) -> Result<Metr
         "best_epoch": report.best_epoch,
         "best_val_loss": report.best_val_loss,
     });
+    if let Some(t) = teacher {
+        training["teacher"] = t;
+    }
     let mut model = Model::new(net, norm, dataset, training);
     model.save(&root.model_dir())?;
     let mj = serde_json::to_value(&metrics).unwrap_or_default();
@@ -429,7 +675,7 @@ pub fn evaluate_dir(model: &Model, dir: &Path, threads: usize) -> Result<Metrics
     let r = data::resolve(dir)?;
     let target = r.kaggle_test.unwrap_or(r.main);
     let set = data::load(&target, model.meta.input_size, threads)?;
-    let mut m = evaluate_samples(&model.net, &set.samples, &model.meta.normalization, threads)?;
+    let mut m = evaluate_model(model, &set.samples, threads)?;
     m.dataset = json!({
         "fingerprint": set.fingerprint,
         "synthetic": set.synthetic,

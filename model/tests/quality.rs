@@ -23,6 +23,7 @@ fn synth_samples(n: usize, seed: u64, size: usize) -> Vec<Sample> {
             Sample {
                 rgb: resize_square(&decode(&jpeg).unwrap(), size),
                 label: usize::from(recyclable),
+                ..Sample::default()
             }
         })
         .collect()

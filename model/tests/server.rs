@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use waste_model::artifact::Model;
+use waste_model::artifact::{Classifier, Model};
 use waste_model::bench::HttpClient;
 use waste_model::data::Sample;
 use waste_model::hparams::HyperParams;
@@ -21,7 +21,7 @@ use waste_model::synth::{render, render_sized};
 fn random_model() -> Model {
     let net = Network::new_random(Arch::default_for(64, 8), &mut Rng::new(1)).unwrap();
     Model::new(
-        net,
+        Classifier::Cnn(net),
         Normalization::default(),
         serde_json::json!({}),
         serde_json::json!({}),
@@ -261,6 +261,7 @@ fn samples(n: usize, seed: u64) -> Vec<Sample> {
             Sample {
                 rgb: resize_square(&decode(&jpeg).unwrap(), 64),
                 label: i % 2,
+                ..Sample::default()
             }
         })
         .collect()
@@ -285,7 +286,7 @@ async fn trained_model_served_by_the_binary_predicts_exactly_like_in_process() {
     )
     .unwrap();
     let mut model = Model::new(
-        net,
+        Classifier::Cnn(net),
         norm,
         serde_json::json!({"synthetic": true}),
         serde_json::json!({}),
