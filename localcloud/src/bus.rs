@@ -48,6 +48,13 @@ pub async fn rules(cloud: &Cloud) -> Arc<Vec<Rule>> {
 }
 
 async fn load_rules(cloud: &Cloud) -> Vec<Rule> {
+    load_rules_checked(cloud)
+        .await
+        .unwrap_or_else(|partial| partial)
+}
+
+/// The rules, or (as `Err`) what could be read before the emulator stopped answering.
+async fn load_rules_checked(cloud: &Cloud) -> Result<Vec<Rule>, Vec<Rule>> {
     let events = aws_sdk_eventbridge::Client::new(&cloud.moto);
     let mut out = Vec::new();
     let mut token = None;
@@ -58,7 +65,7 @@ async fn load_rules(cloud: &Cloud) -> Vec<Rule> {
             .send()
             .await
         else {
-            break;
+            return Err(out);
         };
         for r in page.rules() {
             let name = r.name().unwrap_or_default().to_string();
@@ -106,7 +113,67 @@ async fn load_rules(cloud: &Cloud) -> Vec<Rule> {
             break;
         }
     }
-    out
+    Ok(out)
+}
+
+/// [`emit`], waiting for the outcome: true when the rules could be read and every matching
+/// target ran without error (after Lambda's retries). A state change whose event is not
+/// confirmed is delivered again when the local cloud restarts (the handlers are idempotent),
+/// so an event is not lost to an emulator that was down or a local cloud that was stopping.
+pub async fn emit_confirmed(
+    cloud: &Arc<Cloud>,
+    source: &str,
+    detail_type: &str,
+    resources: Vec<String>,
+    detail: Value,
+) -> bool {
+    let event = json!({
+        "version": "0",
+        "id": httpx::new_id(),
+        "detail-type": detail_type,
+        "source": source,
+        "account": cloud.cfg.account,
+        "time": httpx::now_iso(),
+        "region": cloud.cfg.region,
+        "resources": resources,
+        "detail": detail,
+    });
+    let Ok(rules) = load_rules_checked(cloud).await else {
+        return false;
+    };
+    let mut all = true;
+    for rule in &rules {
+        let Some(p) = &rule.pattern else { continue };
+        if !rule.enabled || !p.matches(&event) {
+            continue;
+        }
+        for (function, input) in &rule.targets {
+            let payload = input.clone().unwrap_or_else(|| event.to_string());
+            all &= invoke_with_retries(cloud, function, &payload, &rule.name).await;
+        }
+    }
+    all
+}
+
+async fn invoke_with_retries(
+    cloud: &Arc<Cloud>,
+    function: &str,
+    payload: &str,
+    rule: &str,
+) -> bool {
+    for attempt in 0..3 {
+        match crate::lambda::invoke(cloud, function, payload.to_string().into()).await {
+            Ok(out) if out.error.is_none() => return true,
+            Ok(out) => {
+                tracing::warn!(%function, %rule, attempt, error = ?out.error, "target failed")
+            }
+            Err(e) => {
+                tracing::warn!(%function, %rule, attempt, error = %e, "target could not be invoked")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1 + attempt)).await;
+    }
+    false
 }
 
 /// Builds an event envelope and delivers it.
@@ -152,18 +219,7 @@ pub async fn deliver(cloud: &Arc<Cloud>, event: Value) -> usize {
 /// apart on AWS, a second apart here so a local run does not stall.
 fn invoke_async(cloud: Arc<Cloud>, function: String, payload: String, rule: String) {
     tokio::spawn(async move {
-        for attempt in 0..3 {
-            match crate::lambda::invoke(&cloud, &function, payload.clone().into()).await {
-                Ok(out) if out.error.is_none() => return,
-                Ok(out) => {
-                    tracing::warn!(%function, %rule, attempt, error = ?out.error, "target failed")
-                }
-                Err(e) => {
-                    tracing::warn!(%function, %rule, attempt, error = %e, "target could not be invoked")
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1 + attempt)).await;
-        }
+        invoke_with_retries(&cloud, &function, &payload, &rule).await;
     });
 }
 

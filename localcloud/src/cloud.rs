@@ -178,6 +178,10 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("stopping: terminating child processes");
+    cloud
+        .sagemaker
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     cloud.sagemaker.save();
     cloud.procs.signal_all("TERM");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -40,6 +40,10 @@ struct Store {
     configs: BTreeMap<String, Value>,
     endpoints: BTreeMap<String, Value>,
     tags: BTreeMap<String, Vec<Value>>,
+    /// Training jobs whose latest state-change event is not known to have reached its
+    /// targets, with the status it announced; delivered again by [`restore`].
+    #[serde(default)]
+    undelivered: BTreeMap<String, String>,
 }
 
 /// A running model server behind an endpoint.
@@ -60,6 +64,10 @@ pub struct SageMaker {
     jobs: Mutex<HashMap<String, u32>>,
     stopping: Mutex<HashSet<String>>,
     counter: AtomicU64,
+    /// Set when the local cloud itself is stopping: a job its shutdown kills is left
+    /// InProgress, so the next start fails it as "the local cloud stopped while this job ran"
+    /// and announces that, instead of blaming the algorithm for the SIGTERM.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 type ApiResult = Result<Value, (StatusCode, &'static str, String)>;
@@ -105,6 +113,7 @@ impl SageMaker {
             jobs: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -526,8 +535,18 @@ fn set_job(cloud: &Cloud, name: &str, f: impl FnOnce(&mut serde_json::Map<String
             .get_mut(name)
             .and_then(|j| j.as_object_mut())
         {
+            let before = o.get("TrainingJobStatus").cloned();
             f(o);
             o.insert("LastModifiedTime".into(), json!(httpx::now_epoch()));
+            // A status change and its pending event are written together, so a local cloud
+            // killed before the event went out still sends it on its next start.
+            if o.get("TrainingJobStatus") != before.as_ref() {
+                let status = o["TrainingJobStatus"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                st.undelivered.insert(name.to_string(), status);
+            }
         }
     });
 }
@@ -559,7 +578,13 @@ async fn training_event(cloud: &Arc<Cloud>, name: &str) {
         (j, t)
     });
     let arn = s(&job, "TrainingJobArn");
-    crate::bus::emit(
+    let status = s(&job, "TrainingJobStatus");
+    // Recorded before the attempt, cleared after a confirmed delivery: a local cloud killed or
+    // stopped in between, or an emulator that is down, leaves the entry for `restore`.
+    cloud.sagemaker.with(|st| {
+        st.undelivered.insert(name.to_string(), status.clone());
+    });
+    let delivered = crate::bus::emit_confirmed(
         cloud,
         "aws.sagemaker",
         "SageMaker Training Job State Change",
@@ -567,6 +592,15 @@ async fn training_event(cloud: &Arc<Cloud>, name: &str) {
         event_detail(&job, &tags),
     )
     .await;
+    if delivered {
+        cloud.sagemaker.with(|st| {
+            if st.undelivered.get(name) == Some(&status) {
+                st.undelivered.remove(name);
+            }
+        });
+    } else {
+        tracing::warn!(job = %name, %status, "the training job's state-change event was not delivered; it is sent again when the local cloud restarts");
+    }
 }
 
 fn parse_s3(uri: &str) -> Option<(String, String)> {
@@ -703,6 +737,14 @@ async fn run_training(cloud: Arc<Cloud>, name: String) {
         .read(|st| st.training_jobs.get(&name).cloned())
         .unwrap_or_default();
     let outcome = train(&cloud, &name, &job).await;
+    if cloud
+        .sagemaker
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::info!(job = %name, "the local cloud is stopping: the job is left for the next start to fail and announce");
+        return;
+    }
     let stopped = cloud
         .sagemaker
         .stopping
@@ -1546,6 +1588,18 @@ pub fn restore(cloud: Arc<Cloud>) {
                 .collect::<Vec<_>>(),
         )
     });
+    let undelivered: Vec<String> = cloud.sagemaker.read(|st| {
+        st.undelivered
+            .keys()
+            .filter(|n| !jobs.contains(n) && st.training_jobs.contains_key(*n))
+            .cloned()
+            .collect()
+    });
+    for job in undelivered {
+        tracing::info!(%job, "delivering the training job's state-change event that did not arrive before the restart");
+        let c = cloud.clone();
+        tokio::spawn(async move { training_event(&c, &job).await });
+    }
     for job in jobs {
         set_job(&cloud, &job, |o| {
             o.insert("TrainingJobStatus".into(), json!("Failed"));
