@@ -71,6 +71,21 @@ pub struct ModelImage {
     pub image: String,
     pub path: PathBuf,
     pub sha256: String,
+    /// The built binary it was copied from (path, size, modification time in ns), so an
+    /// unchanged one is not read and hashed again (70 MB with the pretrained weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<(PathBuf, u64, u128)>,
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(PathBuf, u64, u128)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let ns = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((path.to_path_buf(), meta.len(), ns))
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -103,10 +118,16 @@ pub fn install_model_image(
     env: &Environment,
     exe: &std::path::Path,
 ) -> Result<ModelImage, LocalRunError> {
-    let bytes = std::fs::read(exe)?;
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let state = StateDir::new(&env.state_dir);
     state.ensure()?;
+    let source = file_identity(exe);
+    if let Ok(Some(previous)) = state.read_json::<ModelImage>(IMAGE_FILE) {
+        if source.is_some() && previous.source == source && previous.path.is_file() {
+            return Ok(previous);
+        }
+    }
+    let bytes = std::fs::read(exe)?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let dir = env.state_dir.join("images");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("waste-model-{}", &sha[..16]));
@@ -128,6 +149,7 @@ pub fn install_model_image(
         image: format!("{DEFAULT_IMAGE}@sha256:{sha}"),
         path,
         sha256: sha,
+        source,
     };
     state.write_json(IMAGE_FILE, &image)?;
     Ok(image)

@@ -428,6 +428,14 @@ pub fn cargo_build(
 #[derive(Debug, Default, serde::Serialize, Deserialize)]
 struct NativeRecord {
     functions: std::collections::BTreeMap<String, NativeEntry>,
+    /// [`sources_fingerprint`] when cargo last built, and what it built (name, identity).
+    #[serde(default)]
+    sources: String,
+    #[serde(default)]
+    executables: Vec<(String, NativeEntry)>,
+    /// Each zip's hash and size, by function, with the zip file's own identity.
+    #[serde(default)]
+    zips: std::collections::BTreeMap<String, (NativeEntry, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -435,6 +443,65 @@ struct NativeEntry {
     executable: PathBuf,
     len: u64,
     modified_ns: u128,
+}
+
+/// Everything a native build of the handlers and the model reads from the workspace, as a
+/// hash of each file's path, size and modification time (not contents: a no-op `up` must stay
+/// well under cargo's own 0.2 s no-op check), plus the environment variables that change what
+/// cargo builds. Equal fingerprints and unchanged executables mean cargo would do nothing, so
+/// it is not asked. A toolchain update is not in it: the binaries built by the old one still run.
+fn sources_fingerprint(root: &Path) -> String {
+    fn walk(dir: &Path, h: &mut Sha256) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name();
+            if matches!(name.to_str(), Some("target" | "node_modules" | ".git")) {
+                continue;
+            }
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&path, h),
+                Ok(_) => file(&path, h),
+                Err(_) => {}
+            }
+        }
+    }
+    fn file(path: &Path, h: &mut Sha256) {
+        h.update(path.to_string_lossy().as_bytes());
+        if let Some(id) = identity(path) {
+            h.update(id.len.to_le_bytes());
+            h.update(id.modified_ns.to_le_bytes());
+        }
+        h.update([0]);
+    }
+    let mut h = Sha256::new();
+    for dir in ["functions", "model", "tools/workspace-hack", ".cargo"] {
+        walk(&root.join(dir), &mut h);
+    }
+    for f in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain",
+        "rust-toolchain.toml",
+    ] {
+        file(&root.join(f), &mut h);
+    }
+    for (k, v) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_") && !k.starts_with("CARGO_PKG_") && !k.starts_with("CARGO_BIN_")
+            || k.starts_with("RUST")
+            || k == "CARGO"
+        {
+            h.update(k.as_bytes());
+            h.update(v.to_string_lossy().as_bytes());
+            h.update([0]);
+        }
+    }
+    hex::encode(h.finalize())
 }
 
 const NATIVE_RECORD: &str = "native.json";
@@ -467,13 +534,6 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
     if with_model {
         args.extend(["-p", MODEL_CRATE]);
     }
-    let exes = cargo_build(root, &args, false).map_err(|e| match e {
-        CargoBuildError::Spawn(_) => PackageError::CargoMissing,
-        CargoBuildError::Failed { status, .. } => PackageError::NativeBuildFailed {
-            status: status.to_string(),
-        },
-    })?;
-    let find = |name: &str| exes.iter().find(|e| e.name == name).map(|e| e.path.clone());
     let out_dir = env.state_dir.join("build");
     std::fs::create_dir_all(&out_dir).map_err(|source| PackageError::Write {
         path: out_dir.display().to_string(),
@@ -484,6 +544,31 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let sources = sources_fingerprint(root);
+    let unchanged = !previous.executables.is_empty()
+        && previous.sources == sources
+        && previous
+            .executables
+            .iter()
+            .all(|(_, e)| identity(&e.executable).as_ref() == Some(e));
+    let exes: Vec<Executable> = if unchanged {
+        previous
+            .executables
+            .iter()
+            .map(|(name, e)| Executable {
+                name: name.clone(),
+                path: e.executable.clone(),
+            })
+            .collect()
+    } else {
+        cargo_build(root, &args, false).map_err(|e| match e {
+            CargoBuildError::Spawn(_) => PackageError::CargoMissing,
+            CargoBuildError::Failed { status, .. } => PackageError::NativeBuildFailed {
+                status: status.to_string(),
+            },
+        })?
+    };
+    let find = |name: &str| exes.iter().find(|e| e.name == name).map(|e| e.path.clone());
     let jobs: Vec<(FunctionSpec, PathBuf)> = specs
         .iter()
         .map(|spec| {
@@ -504,7 +589,13 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
                     let out_dir = &out_dir;
                     let previous = &previous;
                     scope.spawn(move || {
-                        package_native(spec, exe, out_dir, previous.functions.get(&spec.name))
+                        package_native(
+                            spec,
+                            exe,
+                            out_dir,
+                            previous.functions.get(&spec.name),
+                            previous.zips.get(&spec.name),
+                        )
                     })
                 })
                 .collect();
@@ -528,8 +619,19 @@ fn build_native(env: &Environment, specs: &[FunctionSpec]) -> Result<Built, Pack
             Some(e) => record.functions.insert(pkg.spec.name.clone(), e),
             None => record.functions.remove(&pkg.spec.name),
         };
+        match identity(&pkg.zip_path) {
+            Some(z) => record
+                .zips
+                .insert(pkg.spec.name.clone(), (z, pkg.sha256_hex.clone())),
+            None => record.zips.remove(&pkg.spec.name),
+        };
         packages.push(pkg);
     }
+    record.sources = sources;
+    record.executables = exes
+        .iter()
+        .filter_map(|e| Some((e.name.clone(), identity(&e.path)?)))
+        .collect();
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
     crate::state::write_atomically(&record_path, &text).map_err(|source| PackageError::Write {
         path: record_path.display().to_string(),
@@ -548,10 +650,25 @@ fn package_native(
     exe: &Path,
     out_dir: &Path,
     previous: Option<&NativeEntry>,
+    previous_zip: Option<&(NativeEntry, String)>,
 ) -> Result<(BuiltPackage, Option<NativeEntry>), PackageError> {
     let zip_path = out_dir.join(format!("{}.zip", spec.name));
     let now = identity(exe);
     if now.is_some() && now.as_ref() == previous {
+        // The zip is the very file its hash was taken of: no need to read 20 MB again.
+        if let Some((z, sha)) = previous_zip {
+            if identity(&zip_path).as_ref() == Some(z) {
+                return Ok((
+                    BuiltPackage {
+                        spec: spec.clone(),
+                        sha256_hex: sha.clone(),
+                        size: z.len,
+                        zip_path,
+                    },
+                    now,
+                ));
+            }
+        }
         if let Ok(zip) = std::fs::read(&zip_path) {
             return Ok((
                 BuiltPackage {
