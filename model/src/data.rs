@@ -168,7 +168,8 @@ pub fn load_sized(
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 let hash: [u8; 32] = Sha256::digest(&bytes).into();
-                let img = imageio::decode(&bytes).map_err(|e| e.to_string())?;
+                let need = teacher.map_or(size, |t| t.max(size));
+                let img = imageio::decode_for(&bytes, need).map_err(|e| e.to_string())?;
                 let big = teacher.map_or_else(Vec::new, |t| imageio::resize_square(&img, t));
                 Ok((imageio::resize_square(&img, size), big, hash))
             });

@@ -45,9 +45,18 @@ impl Default for Normalization {
 
 /// Decodes JPEG or PNG bytes to 8-bit RGB, upright.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    decode_for(bytes, 0)
+}
+
+/// [`decode`] for a model input of `size`x`size`: a JPEG whose shorter side is at least four
+/// times `size` is decoded at reduced scale in the IDCT (1/2, 1/4 or 1/8, whatever keeps the
+/// shorter side at least twice `size`, so the area-average resize still has pixels to
+/// average). Training and serving both decode this way, so they see the same pixels.
+pub fn decode_for(bytes: &[u8], size: usize) -> Result<RgbImage, ImageError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let is_jpeg = reader.format() == Some(ImageFormat::Jpeg);
     match reader.format() {
         Some(ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
         Some(ImageFormat::Png) => {}
@@ -67,10 +76,47 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let short = width.min(height) as usize;
+    if is_jpeg && size > 0 && short >= 4 * size {
+        if let Some(small) = decode_jpeg_scaled(bytes, width, height, 2 * size) {
+            let mut img = DynamicImage::ImageRgb8(small);
+            img.apply_orientation(orientation);
+            return Ok(img.into_rgb8());
+        }
+    }
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Corrupt(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// A JPEG decoded at the smallest IDCT scale whose shorter side is still at least `min_short`;
+/// `None` (decode at full size instead) for what this path does not handle (16-bit grey).
+fn decode_jpeg_scaled(bytes: &[u8], width: u32, height: u32, min_short: usize) -> Option<RgbImage> {
+    let short = width.min(height) as f64;
+    let f = short / min_short as f64;
+    let (rw, rh) = (
+        (f64::from(width) / f).ceil() as u16,
+        (f64::from(height) / f).ceil() as u16,
+    );
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    let (w, h) = d.scale(rw, rh).ok()?;
+    let pixels = d.decode().ok()?;
+    let format = d.info()?.pixel_format;
+    let rgb: Vec<u8> = match format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels,
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+        // Adobe's inverted CMYK, as JPEG files carry it.
+        jpeg_decoder::PixelFormat::CMYK32 => pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let k = u16::from(p[3]);
+                [0, 1, 2].map(|c| (u16::from(p[c]) * k / 255) as u8)
+            })
+            .collect(),
+        jpeg_decoder::PixelFormat::L16 => return None,
+    };
+    RgbImage::from_raw(u32::from(w), u32::from(h), rgb)
 }
 
 /// The JPEG decoder is lenient and pads a truncated scan with grey, which would classify a
@@ -156,7 +202,7 @@ pub fn to_tensor(rgb: &[u8], size: usize, norm: &Normalization) -> Vec<f32> {
 
 /// Bytes to model input in one call.
 pub fn prepare(bytes: &[u8], size: usize, norm: &Normalization) -> Result<Vec<f32>, ImageError> {
-    let img = decode(bytes)?;
+    let img = decode_for(bytes, size)?;
     Ok(to_tensor(&resize_square(&img, size), size, norm))
 }
 
@@ -254,5 +300,34 @@ mod tests {
         rgba.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
             .unwrap();
         assert_eq!(decode(&bytes).unwrap().get_pixel(1, 1).0, [1, 2, 3]);
+    }
+
+    /// A large JPEG decodes at reduced scale for a small input, and the model sees nearly the
+    /// same pixels as from the full decode (JPEG's own scaled IDCT against an area average).
+    #[test]
+    fn large_jpegs_decode_at_reduced_scale_to_nearly_the_same_input() {
+        let mut rng = crate::rng::Rng::new(4);
+        let img = crate::synth::render_sized(&mut rng, true, 1024, 768);
+        let jpg = encode_jpeg(&img, 90).unwrap();
+        let small = decode_for(&jpg, 64).unwrap();
+        assert!(
+            small.width() < 1024 && small.height() >= 128,
+            "{:?}",
+            small.dimensions()
+        );
+        assert_eq!(decode(&jpg).unwrap().dimensions(), (1024, 768));
+        let a = resize_square(&small, 64);
+        let b = resize_square(&decode(&jpg).unwrap(), 64);
+        let mean_diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum::<f64>()
+            / a.len() as f64;
+        assert!(mean_diff < 2.0, "mean difference {mean_diff} levels");
+        // Small images and PNGs take the full decode.
+        let little =
+            encode_jpeg(&crate::synth::render_sized(&mut rng, false, 200, 200), 90).unwrap();
+        assert_eq!(decode_for(&little, 64).unwrap().dimensions(), (200, 200));
     }
 }
