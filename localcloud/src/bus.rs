@@ -127,17 +127,7 @@ pub async fn emit_confirmed(
     resources: Vec<String>,
     detail: Value,
 ) -> bool {
-    let event = json!({
-        "version": "0",
-        "id": httpx::new_id(),
-        "detail-type": detail_type,
-        "source": source,
-        "account": cloud.cfg.account,
-        "time": httpx::now_iso(),
-        "region": cloud.cfg.region,
-        "resources": resources,
-        "detail": detail,
-    });
+    let event = envelope(cloud, source, detail_type, resources, detail);
     let Ok(rules) = load_rules_checked(cloud).await else {
         return false;
     };
@@ -176,15 +166,15 @@ async fn invoke_with_retries(
     false
 }
 
-/// Builds an event envelope and delivers it.
-pub async fn emit(
-    cloud: &Arc<Cloud>,
+/// An EventBridge event as a rule's target receives it.
+fn envelope(
+    cloud: &Cloud,
     source: &str,
     detail_type: &str,
     resources: Vec<String>,
     detail: Value,
-) {
-    let event = json!({
+) -> Value {
+    json!({
         "version": "0",
         "id": httpx::new_id(),
         "detail-type": detail_type,
@@ -194,7 +184,18 @@ pub async fn emit(
         "region": cloud.cfg.region,
         "resources": resources,
         "detail": detail,
-    });
+    })
+}
+
+/// Builds an event envelope and delivers it.
+pub async fn emit(
+    cloud: &Arc<Cloud>,
+    source: &str,
+    detail_type: &str,
+    resources: Vec<String>,
+    detail: Value,
+) {
+    let event = envelope(cloud, source, detail_type, resources, detail);
     deliver(cloud, event).await;
 }
 
