@@ -27,9 +27,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 /// Training settings small enough that 300 synthetic images train in a few seconds on 2 cores:
-/// the smallest input `hparams.rs` accepts (64), a narrow network, 3 epochs, no augmentation.
+/// the smallest input `hparams.rs` accepts (64), a narrow network, 3 epochs, no augmentation,
+/// and the CNN from labels alone (`arch=cnn`): these suites test the pipeline, and the
+/// pretrained paths' training through the same binary is `model/tests/transfer.rs`'s.
 /// Every value is a string, as SageMaker passes them.
-pub const HYPERPARAMETERS: &str = r#"{"epochs":"3","image_size":"64","width":"8","batch_size":"32","patience":"3","warmup_epochs":"0","augment":"false","threads":"2"}"#;
+pub const HYPERPARAMETERS: &str = r#"{"arch":"cnn","epochs":"3","image_size":"64","width":"8","batch_size":"32","patience":"3","warmup_epochs":"0","augment":"false","threads":"2"}"#;
 
 /// The address subscribed at bring-up (`DEPLOYER_NOTIFICATION_EMAIL`), so the pipeline's emails
 /// have an email subscription to be delivered to.

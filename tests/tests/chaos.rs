@@ -837,7 +837,7 @@ fn duplicate_late_and_parallel_inputs_change_nothing_twice() {
         ("DEPLOYER_TRAINING_MAX_RUNTIME_S", "1"),
         (
             "DEPLOYER_HYPERPARAMETERS",
-            r#"{"epochs":"500","image_size":"64","width":"8","batch_size":"32","patience":"500","warmup_epochs":"0","augment":"false","threads":"2"}"#,
+            r#"{"arch":"cnn","epochs":"500","image_size":"64","width":"8","batch_size":"32","patience":"500","warmup_epochs":"0","augment":"false","threads":"2"}"#,
         ),
     ];
     let (_, api) = up_ok(&cloud, &limited, &http);
