@@ -171,17 +171,36 @@ pub fn predict_samples(
     norm: &Normalization,
     threads: usize,
 ) -> Result<(Vec<f32>, f64), NnError> {
-    let size = net.arch.input_size;
+    par_probabilities(samples, net.arch.input_size, norm, threads, || {
+        let mut ws = Workspace::new(&net.arch);
+        move |x: &[f32]| net.predict(x, &mut ws)
+    })
+}
+
+/// P(Recyclable) of every sample and the mean cross-entropy, the samples split over `threads`;
+/// `classifier` makes each thread's classifier (its own workspace, if it needs one).
+fn par_probabilities<C, F>(
+    samples: &[Sample],
+    size: usize,
+    norm: &Normalization,
+    threads: usize,
+    classifier: C,
+) -> Result<(Vec<f32>, f64), NnError>
+where
+    C: Fn() -> F + Sync,
+    F: FnMut(&[f32]) -> Result<Vec<f32>, NnError>,
+{
     let chunk = samples.len().div_ceil(threads.max(1)).max(1);
     let parts: Vec<Result<Vec<(f32, f64)>, NnError>> = std::thread::scope(|s| {
         let handles: Vec<_> = samples
             .chunks(chunk)
             .map(|part| {
+                let classifier = &classifier;
                 s.spawn(move || {
-                    let mut ws = Workspace::new(&net.arch);
+                    let mut f = classifier();
                     part.iter()
                         .map(|smp| {
-                            let p = net.predict(&to_tensor(&smp.rgb, size, norm), &mut ws)?;
+                            let p = f(&to_tensor(&smp.rgb, size, norm))?;
                             Ok((p[1], -f64::from(p[smp.label].max(1e-7)).ln()))
                         })
                         .collect()
@@ -225,44 +244,12 @@ pub fn evaluate_model(
     samples: &[Sample],
     threads: usize,
 ) -> Result<Metrics, NnError> {
-    let size = model.meta.input_size;
     let norm = &model.meta.normalization;
-    let chunk = samples.len().div_ceil(threads.max(1)).max(1);
-    let parts: Vec<Result<Vec<(f32, f64)>, NnError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = samples
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|smp| {
-                            let p = model.probabilities(&to_tensor(&smp.rgb, size, norm))?;
-                            Ok((p[1], -f64::from(p[smp.label].max(1e-7)).ln()))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(NnError::Arch("prediction thread panicked".into())))
-            })
-            .collect()
-    });
-    let (mut probs, mut loss) = (Vec::with_capacity(samples.len()), 0.0);
-    for part in parts {
-        for (p, l) in part? {
-            probs.push(p);
-            loss += l;
-        }
-    }
+    let (probs, loss) = par_probabilities(samples, model.meta.input_size, norm, threads, || {
+        |x: &[f32]| model.probabilities(x)
+    })?;
     let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
-    Ok(metrics::compute(
-        &labels,
-        &probs,
-        loss / samples.len().max(1) as f64,
-    ))
+    Ok(metrics::compute(&labels, &probs, loss))
 }
 
 /// Trains a fresh network on `train`, early-stopping on `val`; returns the best epoch's network.

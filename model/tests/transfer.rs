@@ -16,32 +16,11 @@ use waste_model::rng::Rng;
 use waste_model::synth::render_sized;
 
 fn ml_root(arch: &str) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    let train = root.path().join("input/data/train");
-    let out = common::run(&[
-        "synth",
-        "--out",
-        train.to_str().unwrap(),
-        "--count",
-        "60",
-        "--seed",
-        "3",
-        "--style",
-        "realistic",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = root.path().join("input/config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("hyperparameters.json"),
-        format!(r#"{{"model.arch": "{arch}", "epochs": "3", "threads": "2"}}"#),
+    common::ml_root_with_synth_args(
+        60,
+        &format!(r#"{{"model.arch": "{arch}", "epochs": "3", "threads": "2"}}"#),
+        &["--seed", "3", "--style", "realistic"],
     )
-    .unwrap();
-    root
 }
 
 fn train(root: &std::path::Path) -> String {

@@ -15,17 +15,21 @@ pub fn run(args: &[&str]) -> Output {
 
 /// A temp ML root with a synthetic training channel and the given hyperparameters JSON.
 pub fn ml_root_with_synth(count: usize, hyperparameters: &str) -> tempfile::TempDir {
+    ml_root_with_synth_args(count, hyperparameters, &["--seed", "7"])
+}
+
+/// [`ml_root_with_synth`] with other `synth` options (seed, style).
+pub fn ml_root_with_synth_args(
+    count: usize,
+    hyperparameters: &str,
+    synth: &[&str],
+) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let train = root.path().join("input/data/train");
-    let out = run(&[
-        "synth",
-        "--out",
-        train.to_str().unwrap(),
-        "--count",
-        &count.to_string(),
-        "--seed",
-        "7",
-    ]);
+    let count = count.to_string();
+    let mut args = vec!["synth", "--out", train.to_str().unwrap(), "--count", &count];
+    args.extend_from_slice(synth);
+    let out = run(&args);
     assert!(
         out.status.success(),
         "{}",
