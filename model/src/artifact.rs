@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -14,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::CLASS_NAMES;
+use crate::direct::{DirectWorkspace, PackedCnn};
 use crate::effnet::{EffNet, FEATURES};
 use crate::imageio::{self, ImageError, Normalization};
-use crate::nn::{Arch, Network, NnError, Workspace};
+use crate::nn::{softmax, Arch, Network, NnError, Workspace};
 use crate::transfer::{Head, TransferArch, TransferNet};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -119,8 +121,12 @@ impl Classifier {
 /// A loaded (or freshly trained) model, ready for inference.
 #[derive(Debug, Clone)]
 pub struct Model {
+    /// Read-only after construction: the served forward pass is packed from it.
     pub net: Classifier,
     pub meta: ModelMeta,
+    /// The CNN's weights packed for the direct-convolution forward pass (`None` for the
+    /// backbone, or on a CPU without fused multiply-add, where the sgemm path serves).
+    served: Option<Arc<PackedCnn>>,
 }
 
 /// One classification, as `/invocations` and `predict` report it.
@@ -135,6 +141,9 @@ thread_local! {
     // One workspace per thread (server blocking threads, bench), reused across requests so
     // inference never allocates its activation buffers.
     static WORKSPACE: RefCell<Option<(Arch, Workspace)>> = const { RefCell::new(None) };
+    // Keyed by the packed network's id, so a thread serving a newly loaded model builds
+    // buffers for it instead of reusing another model's.
+    static DIRECT: RefCell<Option<(u64, DirectWorkspace)>> = const { RefCell::new(None) };
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
@@ -230,7 +239,15 @@ impl Model {
             dataset,
             training,
         };
-        Self { net, meta }
+        Self::assemble(net, meta)
+    }
+
+    fn assemble(net: Classifier, meta: ModelMeta) -> Self {
+        let served = match &net {
+            Classifier::Cnn(n) => PackedCnn::new(n).map(Arc::new),
+            Classifier::Transfer(_) => None,
+        };
+        Self { net, meta, served }
     }
 
     /// Writes `model.safetensors` and `model.json` into `dir` (created if needed).
@@ -343,7 +360,7 @@ impl Model {
                 "labels or input_size disagree with the architecture",
             ));
         }
-        Ok(Self { net, meta })
+        Ok(Self::assemble(net, meta))
     }
 
     /// The id reported when `MODEL_ID` is not set: derived from the weights' hash.
@@ -360,15 +377,36 @@ impl Model {
 
     /// Class probabilities of one prepared (normalised CHW) input.
     pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>, NnError> {
-        let net = match &self.net {
-            Classifier::Cnn(n) => n,
-            Classifier::Transfer(t) => {
-                return t
-                    .probabilities(input)
-                    .map_err(|e| NnError::Arch(e.to_string()))
-            }
+        if let Some(packed) = &self.served {
+            let key = packed.id();
+            return DIRECT.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+                    *slot = Some((key, packed.workspace()));
+                }
+                match slot.as_mut() {
+                    Some((_, ws)) => packed.forward(input, ws).map(softmax),
+                    None => Err(NnError::Arch("workspace missing".into())),
+                }
+            });
+        }
+        match &self.net {
+            Classifier::Transfer(t) => t
+                .probabilities(input)
+                .map_err(|e| NnError::Arch(e.to_string())),
+            Classifier::Cnn(_) => self
+                .sgemm_probabilities(input)
+                .unwrap_or_else(|| Err(NnError::Arch("not a CNN".into()))),
+        }
+    }
+
+    /// The small CNN's im2col + sgemm forward pass (the training path), whichever pass serves;
+    /// `None` for the backbone. For benchmarks and tests that compare the two.
+    pub fn sgemm_probabilities(&self, input: &[f32]) -> Option<Result<Vec<f32>, NnError>> {
+        let Classifier::Cnn(net) = &self.net else {
+            return None;
         };
-        WORKSPACE.with(|cell| {
+        Some(WORKSPACE.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(a, _)| *a != net.arch) {
                 *slot = Some((net.arch.clone(), Workspace::new(&net.arch)));
@@ -377,7 +415,16 @@ impl Model {
                 Some((_, ws)) => net.predict(input, ws),
                 None => Err(NnError::Arch("workspace missing".into())),
             }
-        })
+        }))
+    }
+
+    /// Which forward pass `probabilities` runs, for benchmark reports.
+    pub fn forward_kernel(&self) -> String {
+        match (&self.net, &self.served) {
+            (_, Some(p)) => format!("direct 3x3 convolution, {}", p.instruction_set()),
+            (Classifier::Cnn(_), None) => "im2col + sgemm (no FMA on this CPU)".into(),
+            (Classifier::Transfer(_), None) => "EfficientNet-Lite0 backbone (sgemm)".into(),
+        }
     }
 
     /// Decoded image bytes to a prepared input.

@@ -118,6 +118,13 @@ pub struct BenchReport {
     pub forward_p99_us: f64,
     /// Also reported because on a shared machine p99 is set by scheduler preemption.
     pub forward_p90_us: f64,
+    /// Which forward pass served: the direct-convolution kernel and its instruction set, or
+    /// the sgemm path (the backbone, or a CPU without FMA).
+    pub forward_kernel: String,
+    /// The small CNN's im2col + sgemm (ndarray over matrixmultiply) pass on the same input in
+    /// the same run, the baseline the direct kernel replaced; `None` for the backbone.
+    pub sgemm_forward_p50_us: Option<f64>,
+    pub sgemm_forward_p99_us: Option<f64>,
     pub preprocess_p50_us: f64,
     pub invocation_p50_us: f64,
     pub invocation_p99_us: f64,
@@ -142,6 +149,13 @@ impl fmt::Display for BenchReport {
             "forward (batch 1, 1 thread): p50 {:.0} us, p90 {:.0} us, p99 {:.0} us",
             self.forward_p50_us, self.forward_p90_us, self.forward_p99_us
         )?;
+        writeln!(f, "forward kernel: {}", self.forward_kernel)?;
+        if let (Some(p50), Some(p99)) = (self.sgemm_forward_p50_us, self.sgemm_forward_p99_us) {
+            writeln!(
+                f,
+                "baseline im2col + sgemm forward (same input, same run): p50 {p50:.0} us, p99 {p99:.0} us"
+            )?;
+        }
         writeln!(f, "decode + resize: p50 {:.0} us", self.preprocess_p50_us)?;
         writeln!(
             f,
@@ -238,6 +252,22 @@ pub fn run(
     };
     forward(iterations.min(200))?;
     let fwd = forward(iterations)?;
+    let sgemm = if model.sgemm_probabilities(&x).is_some() {
+        let run = |n| {
+            time_us(
+                || {
+                    model.sgemm_probabilities(&x).transpose()?;
+                    Ok(())
+                },
+                n,
+            )
+        };
+        run(iterations.min(200))?;
+        Some(run(iterations)?)
+    } else {
+        None
+    };
+    let forward_kernel = model.forward_kernel();
     let pre = time_us(
         || {
             model.prepare(&bytes)?;
@@ -288,6 +318,9 @@ pub fn run(
         forward_p50_us: percentile(&fwd, 0.5),
         forward_p99_us: percentile(&fwd, 0.99),
         forward_p90_us: percentile(&fwd, 0.9),
+        forward_kernel,
+        sgemm_forward_p50_us: sgemm.as_deref().map(|t| percentile(t, 0.5)),
+        sgemm_forward_p99_us: sgemm.as_deref().map(|t| percentile(t, 0.99)),
         preprocess_p50_us: percentile(&pre, 0.5),
         invocation_p50_us: percentile(&inv, 0.5),
         invocation_p99_us: percentile(&inv, 0.99),

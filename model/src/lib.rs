@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod bench;
 pub mod bn;
 pub mod data;
+pub mod direct;
 pub mod effnet;
 pub mod hparams;
 pub mod imageio;
