@@ -66,6 +66,7 @@ pub struct PackedCnn {
 #[derive(Debug)]
 pub struct DirectWorkspace {
     acts: Vec<Vec<f32>>,
+    pooled: Vec<f32>,
     logits: Vec<f32>,
 }
 
@@ -175,6 +176,7 @@ impl PackedCnn {
         }
         DirectWorkspace {
             acts,
+            pooled: vec![0.0; self.features],
             logits: vec![0.0; self.classes],
         }
     }
@@ -198,15 +200,14 @@ impl PackedCnn {
             input,
             acts: &mut ws.acts,
         });
-        let last = self
-            .convs
-            .last()
-            .map_or(&ws.acts[0], |_| &ws.acts[self.convs.len()]);
+        // acts holds the input and one buffer per convolution; the last is the features.
+        let last = &ws.acts[self.convs.len()];
         let (ho, wo, cp) = self
             .convs
             .last()
             .map_or((s, s, c), |l| (l.ho, l.wo, l.cout_p));
-        let mut pooled = vec![0.0f32; self.features];
+        let pooled = &mut ws.pooled;
+        pooled.fill(0.0);
         for y in 0..ho {
             let row = &last[(y + 1) * (wo + 2) * cp..(y + 2) * (wo + 2) * cp];
             for x in 0..wo {
@@ -222,7 +223,7 @@ impl PackedCnn {
             *logit = self.fc_bias[k]
                 + self.fc_weight[k * f..(k + 1) * f]
                     .iter()
-                    .zip(&pooled)
+                    .zip(pooled.iter())
                     .map(|(a, b)| a * b * inv)
                     .sum::<f32>();
         }
